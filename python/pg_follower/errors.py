@@ -1,0 +1,28 @@
+"""The project's exceptions: one root, small subclasses that say what failed."""
+
+from __future__ import annotations
+
+
+class FollowerError(Exception):
+    """Root of every error raised by pg_follower_py."""
+
+
+class ConfigError(FollowerError):
+    """Bad input from the user: a conninfo, an option, a setting."""
+
+
+class UpstreamError(FollowerError):
+    """The upstream cannot be used as asked (unreachable, misconfigured)."""
+
+
+class ProtocolError(FollowerError):
+    """The replication stream holds something we cannot decode."""
+
+
+class ApplyError(FollowerError):
+    """A change could not be applied downstream; the subscription stops there."""
+
+    def __init__(self, message: str, *, lsn: str | None = None, statement: str | None = None):
+        super().__init__(message)
+        self.lsn = lsn
+        self.statement = statement
