@@ -97,8 +97,19 @@ class Cluster:
         initdb = str(bindir() / "initdb")
         try:
             self._run(
-                [initdb, "-D", str(self.datadir), "-U", SUPERUSER, "-A", "trust",
-                 "-E", "UTF8", "--locale=C", "--no-sync"]
+                [
+                    initdb,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    SUPERUSER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
             )
         except subprocess.CalledProcessError as exc:
             raise FollowerError(f"initdb failed for {self.datadir}: {exc.stderr}") from exc
@@ -136,7 +147,10 @@ class Cluster:
         if _as_root():
             subprocess.run(
                 ["runuser", "-u", SERVER_USER, "--", "tee", str(path)],
-                input=text, check=True, capture_output=True, text=True,
+                input=text,
+                check=True,
+                capture_output=True,
+                text=True,
             )
         else:
             path.write_text(text)
@@ -147,8 +161,19 @@ class Cluster:
     def start(self) -> Cluster:
         pg_ctl = str(bindir() / "pg_ctl")
         try:
-            self._run([pg_ctl, "-D", str(self.datadir), "-l", str(self.logfile), "-w",
-                       "-t", "60", "start"])
+            self._run(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.logfile),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             raise FollowerError(
                 f"cannot start the cluster in {self.datadir}: {exc.stdout}{exc.stderr}\n"
@@ -158,8 +183,9 @@ class Cluster:
 
     def stop(self, mode: str = "fast") -> None:
         pg_ctl = str(bindir() / "pg_ctl")
-        self._run([pg_ctl, "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"],
-                  check=False)
+        self._run(
+            [pg_ctl, "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"], check=False
+        )
 
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
@@ -186,14 +212,27 @@ class Cluster:
 
     # -- connecting -------------------------------------------------------
     def dsn(self, dbname: str = "postgres", **params: str) -> str:
-        parts = {"host": str(self.sockdir), "port": str(self.port), "user": SUPERUSER,
-                 "dbname": dbname, **params}
+        parts = {
+            "host": str(self.sockdir),
+            "port": str(self.port),
+            "user": SUPERUSER,
+            "dbname": dbname,
+            **params,
+        }
         return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         """Run SQL through psql (as a user would); return its output, raise on error."""
-        argv = [str(bindir() / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-d",
-                self.dsn(dbname), "-c", sql]
+        argv = [
+            str(bindir() / "psql"),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            self.dsn(dbname),
+            "-c",
+            sql,
+        ]
         res = subprocess.run(argv, capture_output=True, text=True, env=_clean_env())
         if res.returncode != 0:
             raise FollowerError(f"psql failed: {res.stderr.strip()}")

@@ -1,0 +1,59 @@
+# pg_follower_py: PGXS build of the extension, plus the project's entry points.
+#   make install   install the extension and its server-side Python
+#   make demo      bootstrap, then run the seed walkthrough on throwaway clusters
+#   make test      bootstrap, then lint, type-check and run the whole test suite
+
+EXTENSION_NAME = pg_follower_py
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" extension/$(EXTENSION_NAME).control)
+SQL_SOURCES := $(sort $(wildcard sql/*.sql))
+INSTALL_SQL = extension/$(EXTENSION_NAME)--$(EXTVERSION).sql
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+ifeq ($(PGXS),)
+$(error pg_config not found: install postgresql-server-dev-15 or set PG_CONFIG=/path/to/pg_config)
+endif
+PG_MAJOR := $(shell $(PG_CONFIG) --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
+ifeq ($(shell test $(PG_MAJOR) -ge 15 && echo ok),)
+$(error pg_follower_py needs PostgreSQL 15 or newer; $(PG_CONFIG) is for $(PG_MAJOR))
+endif
+
+MODULEDIR = extension
+DATA = extension/$(EXTENSION_NAME).control
+DATA_built = $(INSTALL_SQL)
+EXTRA_CLEAN = $(INSTALL_SQL)
+
+include $(PGXS)
+
+# Server-side Python (our package and what the worker needs; sqlparse comes
+# from Debian's python3-sqlparse) lives under the share directory.
+SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
+VENV ?= $(CURDIR)/.venv
+PYTHON ?= $(VENV)/bin/python
+
+$(INSTALL_SQL): $(SQL_SOURCES) extension/$(EXTENSION_NAME).control
+	cat $(SQL_SOURCES) | sed -e 's|@PYDIR@|$(SERVER_PYDIR)|g' > $@
+
+install: install-python
+.PHONY: install-python
+install-python:
+	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
+	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
+		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
+		. 'psycopg>=3.3,<3.4' 'typing-extensions>=4.6' 'setproctitle>=1.3'
+	chmod -R a+rX '$(DESTDIR)$(SERVER_PYDIR)'
+
+.PHONY: bootstrap demo test lint check
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/bin/pg-follower demo
+
+lint:
+	$(VENV)/bin/ruff check python tests
+	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/mypy
+
+test: bootstrap lint
+	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)

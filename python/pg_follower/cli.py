@@ -1,0 +1,106 @@
+"""The ``pg-follower`` command line: worker, status, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import FollowerError
+
+logger = logging.getLogger("pg_follower.cli")
+
+
+def _dsn_default() -> str | None:
+    return os.environ.get("PG_FOLLOWER_DSN")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from . import daemon
+    from .supervise import Supervisor
+
+    if not args.dsn:
+        print(
+            "pg-follower worker: no downstream given: pass --dsn or set PG_FOLLOWER_DSN",
+            file=sys.stderr,
+        )
+        return 2
+    daemon.reset_signals()
+    if args.detach:
+        daemon.detach(args.log_file or os.devnull)
+    daemon.configure_logging(args.log_level)
+    daemon.set_title()
+    supervisor = Supervisor(args.dsn)
+    supervisor.install_signal_handlers()
+    return supervisor.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import show_status
+
+    return show_status(args.dsn or "", watch=args.watch, interval=args.interval)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+def cmd_drop_slot(args: argparse.Namespace) -> int:
+    from .slots import drop_slot
+
+    conninfo = sys.stdin.read().strip()
+    return drop_slot(conninfo, args.slot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pg-follower", description="Logical replication follower for PostgreSQL."
+    )
+    parser.add_argument("--version", action="version", version=f"pg_follower_py {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="serve every subscription of a downstream database")
+    worker.add_argument(
+        "--dsn", default=_dsn_default(), help="the downstream database (default: $PG_FOLLOWER_DSN)"
+    )
+    worker.add_argument("--detach", action="store_true", help="run in the background")
+    worker.add_argument("--log-file", help="with --detach: where to write the log")
+    worker.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    status = sub.add_parser("status", help="show follow_status of a downstream database")
+    status.add_argument(
+        "--dsn",
+        default=_dsn_default(),
+        help="the downstream database (default: $PG_FOLLOWER_DSN, then libpq's)",
+    )
+    status.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser("demo", help="the seed walkthrough on two throwaway clusters")
+    demo.add_argument("--keep", action="store_true", help="leave the clusters running")
+    demo.set_defaults(func=cmd_demo)
+
+    drop = sub.add_parser("drop-slot", help=argparse.SUPPRESS)
+    drop.add_argument("--slot", required=True)
+    drop.set_defaults(func=cmd_drop_slot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FollowerError as exc:
+        print(f"pg-follower {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

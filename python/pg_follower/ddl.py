@@ -1,0 +1,786 @@
+"""Classify upstream DDL and deparse it into versioned messages the worker replays.
+
+Each message is a JSON-able dict (the caller does ``json.dumps``):
+
+- ``v``: the format version, ``FORMAT_VERSION``.
+- ``kind``: what to replay, ``"create_table"`` or ``"drop_table"``.
+- ``tag``: the command tag of the upstream command (``TG_TAG``).
+- ``identity``: the schema-qualified, quoted name of the object; for several objects
+  their names joined by ``", "``.
+- ``search_path``: the upstream's effective search path, a SQL list of quoted identifiers.
+- ``sql``: the statement to replay, with no trailing semicolon.
+
+The worker replays a message as ``SET LOCAL search_path TO <search_path>`` and then
+``sql``, with standard_conforming_strings on. Upstream, the statement is taken from the
+client's query text; if it cannot be replicated exactly, ``Unsupported`` is raised.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Command",
+    "DroppedObject",
+    "Unsupported",
+    "capture_command",
+    "capture_drop",
+    "split_statements",
+    "statement_tag",
+]
+
+FORMAT_VERSION = 1
+
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
+NAMEDATALEN = 64
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of pg_event_trigger_ddl_commands()."""
+
+    command_tag: str
+    object_type: str | None
+    schema_name: str | None
+    object_identity: str | None
+    in_extension: bool
+
+
+@dataclass(frozen=True)
+class DroppedObject:
+    """One row of pg_event_trigger_dropped_objects()."""
+
+    object_type: str | None
+    schema_name: str | None
+    object_name: str | None
+    object_identity: str | None
+    original: bool
+    is_temporary: bool
+
+
+class Unsupported(Exception):
+    """The DDL cannot be replicated exactly; ``message`` says why, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+# --- Lexing -----------------------------------------------------------------
+#
+# sqlparse is not used to split: its lexer and splitter disagree with PostgreSQL's
+# (a column named "begin" glues the next statements on, so does a backslash before
+# the closing quote of a standard string, nested /* */ comments and the # operator),
+# and a wrong split would replay text the upstream never ran as one statement. This
+# scanner follows PostgreSQL's scan.l for everything that can hide a semicolon.
+
+_IDENT = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
+_DOLLAR_DELIM = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+_PARAM = re.compile(r"\$[0-9]+")
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# A string continues after whitespace holding a newline (scan.l's quotecontinue).
+_QUOTE_CONTINUE = re.compile(r"[ \t\f]*(?:--[^\n\r]*)?[\n\r](?:[ \t\n\r\f]|--[^\n\r]*[\n\r])*'")
+_WHITESPACE = " \t\n\r\f\v"
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    # kind: ident (unquoted, value folded), qident ("quoted", value unescaped),
+    # uident (U&"quoted", value unescaped but not decoded), str, estr, nstr, ustr,
+    # bstr (value is the raw literal), dollar, param, num, op (one character).
+    kind: str
+    value: str
+    start: int
+    end: int
+
+
+def _ident_char(ch: str) -> bool:
+    return (ch.isascii() and (ch.isalnum() or ch in "_$")) or ch >= "\x80"
+
+
+def _string_end(text: str, quote: int, backslashes: bool) -> int:
+    """Return the end of the string literal whose opening quote is at ``quote``."""
+    i = quote + 1
+    n = len(text)
+    while True:
+        while i < n:
+            ch = text[i]
+            if ch == "\\" and backslashes:
+                i += 2
+            elif ch == "'":
+                if not text.startswith("''", i):
+                    break
+                i += 2
+            else:
+                i += 1
+        if i >= n:
+            return n
+        i += 1
+        more = _QUOTE_CONTINUE.match(text, i)
+        if more is None:
+            return i
+        i = more.end()
+
+
+def _quoted_end(text: str, quote: int) -> int:
+    """Return the end of the quoted identifier whose opening quote is at ``quote``."""
+    i = quote + 1
+    while True:
+        i = text.find('"', i)
+        if i < 0:
+            return len(text)
+        if not text.startswith('""', i):
+            return i + 1
+        i += 2
+
+
+def _comment_end(text: str, start: int) -> int:
+    """Return the end of the block comment at ``start``; they nest in PostgreSQL."""
+    depth = 0
+    i = start + 2
+    n = len(text)
+    while i < n:
+        if text.startswith("/*", i):
+            depth += 1
+            i += 2
+        elif text.startswith("*/", i):
+            if depth == 0:
+                return i + 2
+            depth -= 1
+            i += 2
+        else:
+            i += 1
+    return n
+
+
+def _scan(text: str, scs: bool = True) -> list[_Token]:
+    """Split ``text`` into tokens, dropping whitespace and comments.
+
+    Unterminated literals and comments run to the end: PostgreSQL would have refused
+    such a query, so no DDL can come from it anyway.
+    """
+    tokens: list[_Token] = []
+    n = len(text)
+    pos = 0
+    while pos < n:
+        ch = text[pos]
+        nxt = text[pos + 1 : pos + 2]
+        start = pos
+        if ch in _WHITESPACE:
+            pos += 1
+            continue
+        if ch == "-" and nxt == "-":
+            while pos < n and text[pos] not in "\n\r":
+                pos += 1
+            continue
+        if ch == "/" and nxt == "*":
+            pos = _comment_end(text, pos)
+            continue
+        kind = "op"
+        value = ch
+        if ch == "'":
+            kind = "str"
+            pos = _string_end(text, pos, backslashes=not scs)
+        elif ch == '"':
+            kind = "qident"
+            pos = _quoted_end(text, pos)
+            value = text[start + 1 : pos - 1].replace('""', '"')
+        elif ch == "$":
+            delim = _DOLLAR_DELIM.match(text, pos)
+            param = _PARAM.match(text, pos)
+            if delim is not None:
+                kind = "dollar"
+                close = text.find(delim.group(), delim.end())
+                pos = n if close < 0 else close + len(delim.group())
+            elif param is not None:
+                kind = "param"
+                pos = param.end()
+            else:
+                pos += 1
+        elif (ch.isascii() and ch.isdigit()) or (ch == "." and nxt.isascii() and nxt.isdigit()):
+            number = _NUMBER.match(text, pos)
+            assert number is not None
+            kind = "num"
+            pos = number.end()
+        elif nxt == "'" and ch in "eEbBxXnN":
+            kind = {"e": "estr", "b": "bstr", "x": "bstr", "n": "nstr"}[ch.lower()]
+            escaped = kind == "estr" or (kind == "nstr" and not scs)
+            pos = _string_end(text, pos + 1, backslashes=escaped)
+        elif ch in "uU" and nxt == "&" and text[pos + 2 : pos + 3] == "'":
+            kind = "ustr"
+            pos = _string_end(text, pos + 2, backslashes=False)
+        elif ch in "uU" and nxt == "&" and text[pos + 2 : pos + 3] == '"':
+            kind = "uident"
+            pos = _quoted_end(text, pos + 2)
+            value = text[start + 3 : pos - 1].replace('""', '"')
+        elif (ident := _IDENT.match(text, pos)) is not None:
+            kind = "ident"
+            pos = ident.end()
+            value = ident.group().translate(_ASCII_LOWER)
+        else:
+            pos += 1
+        if kind not in ("op", "ident", "qident", "uident"):
+            value = text[start:pos]
+        tokens.append(_Token(kind, value, start, pos))
+    return tokens
+
+
+# --- Statements -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Statement:
+    text: str
+    tokens: tuple[_Token, ...]  # offsets relative to text
+
+    def word(self, i: int) -> str | None:
+        """The i-th token if it is an unquoted word (folded), else None."""
+        if i < len(self.tokens) and self.tokens[i].kind == "ident":
+            return self.tokens[i].value
+        return None
+
+    def words_at(self, i: int, *words: str) -> bool:
+        return all(self.word(i + k) == w for k, w in enumerate(words))
+
+    def is_op(self, i: int, op: str) -> bool:
+        return i < len(self.tokens) and self.tokens[i].kind == "op" and self.tokens[i].value == op
+
+    def top_level_words(self, start: int = 0) -> list[tuple[int, str]]:
+        """(index, word) of the unquoted words outside any parentheses."""
+        found: list[tuple[int, str]] = []
+        depth = 0
+        for i in range(start, len(self.tokens)):
+            tok = self.tokens[i]
+            if tok.kind == "op" and tok.value in ("(", "["):
+                depth += 1
+            elif tok.kind == "op" and tok.value in (")", "]"):
+                depth -= 1
+            elif tok.kind == "ident" and depth == 0:
+                found.append((i, tok.value))
+        return found
+
+
+def _make_statement(query: str, tokens: list[_Token]) -> _Statement:
+    base = tokens[0].start
+    text = query[base : tokens[-1].end]
+    shifted = tuple(_Token(t.kind, t.value, t.start - base, t.end - base) for t in tokens)
+    return _Statement(text, shifted)
+
+
+def _is_routine(words: list[str]) -> bool:
+    """Whether the statement starts CREATE [OR REPLACE] FUNCTION|PROCEDURE."""
+    routine = ("function", "procedure")
+    if words[:1] != ["create"] or len(words) < 2:
+        return False
+    return words[1] in routine or (
+        words[1:3] == ["or", "replace"] and words[3:4] in (["function"], ["procedure"])
+    )
+
+
+def _split(query: str, scs: bool = True) -> list[_Statement]:
+    statements: list[_Statement] = []
+    current: list[_Token] = []
+    depth = 0
+    begin_depth = 0
+    words: list[str] = []
+    for tok in _scan(query, scs):
+        if tok.kind == "op" and tok.value == ";" and depth == 0 and begin_depth == 0:
+            if current:
+                statements.append(_make_statement(query, current))
+            current, words = [], []
+            continue
+        current.append(tok)
+        if tok.kind == "op" and tok.value == "(":
+            depth += 1
+        elif tok.kind == "op" and tok.value == ")":
+            depth = max(0, depth - 1)
+        elif tok.kind == "ident":
+            if len(words) < 4:
+                words.append(tok.value)
+            # Same heuristic as psql for SQL-standard bodies (BEGIN ATOMIC ... END),
+            # whose semicolons do not end the statement.
+            if depth == 0 and _is_routine(words):
+                if tok.value == "begin" or (tok.value == "case" and begin_depth > 0):
+                    begin_depth += 1
+                elif tok.value == "end" and begin_depth > 0:
+                    begin_depth -= 1
+    if current:
+        statements.append(_make_statement(query, current))
+    return statements
+
+
+def split_statements(query: str, *, standard_conforming_strings: bool = True) -> list[str]:
+    """Split a query string into its statements, as PostgreSQL does.
+
+    Each statement runs from its first token to its last: no surrounding whitespace or
+    comments, no semicolon. Empty statements are left out.
+    """
+    return [s.text for s in _split(query, standard_conforming_strings)]
+
+
+# Words that may stand between the verb and the object type, by verb.
+_MODIFIERS = {
+    "create": frozenset(
+        [
+            "global",
+            "local",
+            "temp",
+            "temporary",
+            "unlogged",
+            "unique",
+            "recursive",
+            "constraint",
+            "trusted",
+            "procedural",
+            "default",
+        ]
+    ),
+    "alter": frozenset(),
+    "drop": frozenset(["procedural"]),
+}
+_OBJECT_TYPES = sorted(
+    (
+        tuple(name.split())
+        for name in [
+            "access method", "aggregate", "cast", "collation", "conversion", "database",
+            "default privileges", "domain", "event trigger", "extension",
+            "foreign data wrapper", "foreign table", "function", "group", "index",
+            "language", "large object", "materialized view", "operator",
+            "operator class", "operator family", "owned", "policy", "procedure",
+            "publication", "role", "routine", "rule", "schema", "sequence", "server",
+            "statistics", "subscription", "table", "tablespace",
+            "text search configuration", "text search dictionary", "text search parser",
+            "text search template", "transform", "trigger", "type", "user",
+            "user mapping", "view",
+        ]
+    ),
+    key=len,
+    reverse=True,
+)  # fmt: skip
+_OBJECT_ALIASES: dict[tuple[str, ...], str] = {("user",): "ROLE", ("group",): "ROLE"}
+_OTHER_TAGS = {
+    ("grant",): "GRANT",
+    ("revoke",): "REVOKE",
+    ("comment",): "COMMENT",
+    ("security", "label"): "SECURITY LABEL",
+    ("import", "foreign", "schema"): "IMPORT FOREIGN SCHEMA",
+    ("refresh", "materialized", "view"): "REFRESH MATERIALIZED VIEW",
+    ("reassign", "owned"): "REASSIGN OWNED",
+}
+
+
+def _tag(stmt: _Statement) -> str | None:
+    verb = stmt.word(0)
+    if verb in _MODIFIERS:
+        i = 1
+        if verb == "create" and stmt.words_at(1, "or", "replace"):
+            i = 3
+        while stmt.word(i) in _MODIFIERS[verb]:
+            i += 1
+        for obj in _OBJECT_TYPES:
+            if stmt.words_at(i, *obj):
+                name = _OBJECT_ALIASES.get(obj) or " ".join(obj).upper()
+                tag = f"{verb.upper()} {name}"
+                if tag == "CREATE TABLE" and any(w == "as" for _, w in stmt.top_level_words(i)):
+                    return "CREATE TABLE AS"
+                return tag
+        return None
+    if verb in ("select", "with"):
+        # A WITH query is a SELECT INTO when its main verb, outside the CTEs, is SELECT.
+        words = stmt.top_level_words()
+        verbs = ("select", "insert", "update", "delete", "merge", "values", "table")
+        main = next((k for k, (_, w) in enumerate(words) if w in verbs), None)
+        into = any(w == "into" for _, w in words[main or 0 :])
+        return "SELECT INTO" if main is not None and words[main][1] == "select" and into else None
+    for words_, tag in _OTHER_TAGS.items():
+        if stmt.words_at(0, *words_):
+            return tag
+    return None
+
+
+def statement_tag(statement: str) -> str | None:
+    """The command tag the (first) statement would produce if it is DDL, else None."""
+    statements = _split(statement)
+    return _tag(statements[0]) if statements else None
+
+
+# --- Names ------------------------------------------------------------------
+
+
+def _truncate(name: str) -> str:
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) < NAMEDATALEN:
+        return name
+    return raw[: NAMEDATALEN - 1].decode("utf-8", "ignore")
+
+
+def _decode_unicode(body: str, escape: str) -> str | None:
+    """Decode the escapes of a U&"..." identifier; None if they are invalid."""
+    if len(escape) != 1 or escape in string.hexdigits + "+'\" \t\n\r\f":
+        return None
+    units: list[str] = []
+    i = 0
+    while i < len(body):
+        if body[i] != escape:
+            units.append(body[i])
+            i += 1
+            continue
+        if body.startswith(escape, i + 1):
+            units.append(escape)
+            i += 2
+            continue
+        width = 6 if body.startswith("+", i + 1) else 4
+        digits = body[i + 1 + (width == 6) : i + 1 + (width == 6) + width]
+        if len(digits) != width or any(c not in string.hexdigits for c in digits):
+            return None
+        code = int(digits, 16)
+        if code == 0 or code > 0x10FFFF:
+            return None
+        units.append(chr(code))
+        i += 1 + (width == 6) + width
+    try:
+        # Surrogate pairs written as two escapes make one character.
+        return "".join(units).encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Name:
+    parts: tuple[str | None, ...]  # None for a part that does not decode
+    start: int
+    end: int
+    next: int  # index of the token after the name
+
+
+def _parse_name(stmt: _Statement, i: int) -> _Name | None:
+    """Parse a possibly qualified name starting at token i, PostgreSQL-style."""
+    toks = stmt.tokens
+    parts: list[str | None] = []
+    first = i
+    while i < len(toks):
+        tok = toks[i]
+        part: str | None
+        if tok.kind in ("ident", "qident"):
+            part = tok.value
+            i += 1
+        elif tok.kind == "uident":
+            escape = "\\"
+            i += 1
+            if stmt.word(i) == "uescape" and i + 1 < len(toks) and toks[i + 1].kind == "str":
+                escape = toks[i + 1].value[1:-1].replace("''", "'")
+                i += 2
+            part = _decode_unicode(tok.value, escape)
+        else:
+            return None
+        parts.append(None if part is None else _truncate(part))
+        if not stmt.is_op(i, "."):
+            return _Name(tuple(parts), toks[first].start, toks[i - 1].end, i)
+        i += 1
+    return None
+
+
+def _parse_identity(identity: str | None) -> tuple[str | None, ...] | None:
+    """Split a quoted, qualified name such as an object_identity into its parts."""
+    if not identity:
+        return None
+    stmts = _split(identity)
+    if len(stmts) != 1:
+        return None
+    name = _parse_name(stmts[0], 0)
+    if name is None or name.next != len(stmts[0].tokens):
+        return None
+    return name.parts
+
+
+def _parse_search_path(search_path: str) -> list[str]:
+    schemas: list[str] = []
+    for k, tok in enumerate(_scan(search_path)):
+        if k % 2 == 0 and tok.kind in ("ident", "qident"):
+            schemas.append(tok.value)
+        elif not (k % 2 == 1 and tok.kind == "op" and tok.value == ","):
+            raise ValueError(f"not a list of schema names: {search_path!r}")
+    return schemas
+
+
+def _is_temp_schema(schema: str | None) -> bool:
+    return schema is not None and (schema == "pg_temp" or schema.startswith("pg_temp_"))
+
+
+def _replace(text: str, start: int, end: int, new: str) -> str:
+    """Replace text[start:end] by ``new``, with a space where tokens would merge."""
+    before, after = text[:start], text[end:]
+
+    def merge(a: str, b: str) -> bool:
+        return (_ident_char(a) and _ident_char(b)) or a == b == '"'
+
+    if before and new and merge(before[-1], new[0]):
+        new = " " + new
+    if after and new and merge(new[-1], after[0]):
+        new = new + " "
+    return before + new + after
+
+
+# --- Capture ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Firing:
+    """One firing of the event trigger, as the handlers see it."""
+
+    tag: str
+    query: str
+    search_path: str
+    nested: bool
+    scs: bool
+    commands: tuple[Command, ...] = ()
+    dropped: tuple[DroppedObject, ...] = ()
+
+    def message(self, kind: str, identity: str, sql: str) -> dict[str, object]:
+        return {
+            "v": FORMAT_VERSION,
+            "kind": kind,
+            "tag": self.tag,
+            "identity": identity,
+            "search_path": self.search_path,
+            "sql": sql,
+        }
+
+    def statements(self, identity: str, matches: Callable[[_Statement], bool]) -> list[_Statement]:
+        """The statements of the query text with this tag that ``matches`` accepts."""
+        if self.nested:
+            raise _not_in_query(self.tag, identity)
+        found = [s for s in _split(self.query, self.scs) if _tag(s) == self.tag and matches(s)]
+        if not found:
+            raise _not_in_query(self.tag, identity)
+        if not self.scs:
+            for stmt in found:
+                if any(t.kind in ("str", "nstr") and "\\" in t.value for t in stmt.tokens):
+                    raise Unsupported(
+                        f"the {self.tag} statement for {identity} has a backslash in a string"
+                        " literal while standard_conforming_strings is off",
+                        "Write such literals as E'...' strings, or turn"
+                        " standard_conforming_strings on.",
+                    )
+        return found
+
+
+def _not_in_query(tag: str, identity: str) -> Unsupported:
+    return Unsupported(
+        f"the {tag} statement for {identity} is not in the client's query text"
+        " (it ran inside a function or a DO block)",
+        "Run the DDL as a plain statement, not inside a function or a DO block.",
+    )
+
+
+def _ambiguous(tag: str, identity: str, count: int) -> Unsupported:
+    return Unsupported(
+        f"the client's query text holds {count} different {tag} statements for {identity}",
+        "Send each of these statements as a query of its own.",
+    )
+
+
+def _create_table(firing: _Firing) -> list[dict[str, object]]:
+    tables = [
+        c for c in firing.commands if c.command_tag == "CREATE TABLE" and c.object_type == "table"
+    ]
+    if not tables:
+        return []  # CREATE TABLE IF NOT EXISTS that found the table: nothing changed
+    if len(tables) > 1:
+        raise _unexpected(firing.tag, [c.object_identity for c in tables], f"{len(tables)} tables")
+    table = tables[0]
+    if _is_temp_schema(table.schema_name):
+        return []
+    identity = table.object_identity or ""
+    parts = _parse_identity(identity)
+    if parts is None or len(parts) != 2:
+        raise _unexpected(firing.tag, [identity], "a table with no usable identity")
+    schema, relname = parts
+    path = _parse_search_path(firing.search_path)
+    creation_schema = path[0] if path else None
+
+    def target(stmt: _Statement) -> _Name | None:
+        i = 1
+        temp = False
+        while stmt.word(i) in ("global", "local", "temp", "temporary", "unlogged"):
+            temp = temp or stmt.word(i) in ("temp", "temporary")
+            i += 1
+        if not stmt.words_at(i, "table"):
+            return None
+        i += 1
+        if stmt.words_at(i, "if", "not", "exists"):
+            i += 3
+        name = _parse_name(stmt, i)
+        if name is None or temp:
+            return None
+        if len(name.parts) == 1 and name.parts == (relname,) and schema == creation_schema:
+            return name
+        # A third part, the database, was checked by the upstream.
+        if len(name.parts) in (2, 3) and name.parts[-2:] == (schema, relname):
+            return name
+        return None
+
+    found = firing.statements(identity, lambda s: target(s) is not None)
+    if len({s.text for s in found}) > 1:
+        raise _ambiguous(firing.tag, identity, len(found))
+    stmt = found[0]
+    name = target(stmt)
+    assert name is not None
+    sql = _replace(stmt.text, name.start, name.end, identity)
+    return [firing.message("create_table", identity, sql)]
+
+
+def _drop_table(firing: _Firing) -> list[dict[str, object]]:
+    originals = [d for d in firing.dropped if d.original]
+    kept = [d for d in originals if not _is_temp(d)]
+    identity = ", ".join(d.object_identity or "" for d in kept)
+    for obj in kept:
+        if obj.object_type != "table" or not obj.object_identity:
+            raise _unexpected(firing.tag, [obj.object_identity], f"a {obj.object_type}")
+    path = _parse_search_path(firing.search_path)
+
+    def names_object(name: _Name, obj: DroppedObject) -> bool:
+        if len(name.parts) == 1:
+            visible = _is_temp(obj) or obj.schema_name in path
+            return visible and name.parts[0] == obj.object_name
+        if len(name.parts) not in (2, 3) or name.parts[-1] != obj.object_name:
+            return False
+        schema = name.parts[-2]
+        return schema == obj.schema_name or (_is_temp(obj) and _is_temp_schema(schema))
+
+    def target(stmt: _Statement) -> bool | None:
+        """CASCADE or not, if the statement drops exactly these tables; else None."""
+        i = 2
+        if_exists = stmt.words_at(i, "if", "exists")
+        i += 2 * if_exists
+        names: list[_Name] = []
+        while True:
+            name = _parse_name(stmt, i)
+            if name is None:
+                return None
+            names.append(name)
+            if not stmt.is_op(name.next, ","):
+                break
+            i = name.next + 1
+        rest = [stmt.word(k) for k in range(names[-1].next, len(stmt.tokens))]
+        if rest not in ([], ["cascade"], ["restrict"]):
+            return None
+        if not all(any(names_object(n, o) for n in names) for o in originals):
+            return None
+        if not if_exists and not all(any(names_object(n, o) for o in originals) for n in names):
+            return None
+        return rest == ["cascade"]
+
+    found = firing.statements(identity, lambda s: target(s) is not None)
+    cascades = {target(s) for s in found}
+    if len(cascades) > 1:
+        raise _ambiguous(firing.tag, identity, len(found))
+    sql = f"DROP TABLE {identity}" + (" CASCADE" if cascades.pop() else "")
+    return [firing.message("drop_table", identity, sql)]
+
+
+# Handlers by command tag: those for ddl_command_end, then those for sql_drop.
+_COMMAND_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
+    "CREATE TABLE": _create_table,
+}
+_DROP_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
+    "DROP TABLE": _drop_table,
+}
+_HINTS = {
+    "CREATE TABLE AS": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
+    "SELECT INTO": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
+}
+
+
+def _unsupported(tag: str, objects: Sequence[str | None]) -> Unsupported:
+    names = list(dict.fromkeys(o for o in objects if o))
+    message = (
+        f"{tag} on {', '.join(names)} cannot be replicated"
+        if names
+        else f"{tag} cannot be replicated"
+    )
+    supported = sorted([*_COMMAND_HANDLERS, *_DROP_HANDLERS])
+    listed = (
+        ", ".join(supported[:-1]) + " and " + supported[-1] if len(supported) > 1 else supported[0]
+    )
+    return Unsupported(message, _HINTS.get(tag, f"Only {listed} are replicated so far."))
+
+
+def _unexpected(tag: str, objects: Sequence[str | None], what: str) -> Unsupported:
+    """The event trigger reported something the handler for ``tag`` cannot replay."""
+    names = ", ".join(o for o in objects if o) or "?"
+    return Unsupported(
+        f"{tag} on {names} cannot be replicated: the event trigger reported {what}",
+        "Please report this to the pg_follower_py developers.",
+    )
+
+
+def _is_temp(obj: DroppedObject) -> bool:
+    return obj.is_temporary or _is_temp_schema(obj.schema_name)
+
+
+def capture_command(
+    tag: str,
+    query: str,
+    commands: Sequence[Command],
+    search_path: str,
+    *,
+    nested: bool = False,
+    standard_conforming_strings: bool = True,
+) -> list[dict[str, object]]:
+    """The messages to emit for one ddl_command_end firing.
+
+    ``nested`` tells that the command ran below another statement (the trigger's
+    PG_CONTEXT has more than its own frame): the query text then is not the command's.
+    ``standard_conforming_strings`` is the setting the query text was parsed with.
+    Raises ``Unsupported`` when the command cannot be replicated exactly.
+    """
+    if tag.startswith("DROP "):
+        return []  # the sql_drop firing handles what was dropped
+    relevant = [c for c in commands if not c.in_extension]
+    if commands and not relevant:
+        return []  # the extension script runs again downstream with CREATE EXTENSION
+    if relevant and all(_is_temp_schema(c.schema_name) for c in relevant):
+        return []
+    handler = _COMMAND_HANDLERS.get(tag)
+    if handler is None:
+        raise _unsupported(tag, [c.object_identity for c in relevant])
+    firing = _Firing(
+        tag, query, search_path, nested, standard_conforming_strings, commands=tuple(relevant)
+    )
+    return handler(firing)
+
+
+def capture_drop(
+    tag: str,
+    query: str,
+    dropped: Sequence[DroppedObject],
+    search_path: str,
+    *,
+    nested: bool = False,
+    standard_conforming_strings: bool = True,
+) -> list[dict[str, object]]:
+    """The messages to emit for one sql_drop firing (parameters as ``capture_command``).
+
+    Only what DROP statements name is replicated: objects dropped along with them are
+    dropped again downstream by the same statement, and the other commands that drop
+    something (ALTER TABLE ... DROP COLUMN, ...) are handled at ddl_command_end.
+    """
+    if not tag.startswith("DROP "):
+        return []
+    kept = [d for d in dropped if d.original and not _is_temp(d)]
+    if not kept:
+        return []
+    handler = _DROP_HANDLERS.get(tag)
+    if handler is None:
+        raise _unsupported(tag, [d.object_identity for d in kept])
+    firing = _Firing(
+        tag, query, search_path, nested, standard_conforming_strings, dropped=tuple(dropped)
+    )
+    return handler(firing)

@@ -1,0 +1,266 @@
+"""One subscription's pipeline: set up the slot and origin, then stream and apply.
+
+Runs in its own thread, with its own connections; reconnects with jittered
+exponential back-off after any failure and reports what it is doing in a
+``Status`` the supervisor writes to ``pgfollower.subscription_status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from . import PUBLICATION
+from .apply import PostgresApplier
+from .decode import Message, lsn_to_str, pg_timestamp_to_datetime
+from .errors import ApplyError, FollowerError, UpstreamError
+from .stream import Progress, ReplicationConnection, StreamReader, worker_conninfo
+
+logger = logging.getLogger("pg_follower.pipeline")
+
+QUEUE_SIZE = 10_000  # decoded messages in flight between reader and applier
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionConfig:
+    id: int
+    name: str
+    conninfo: str
+    upstream: str  # redacted, for messages
+    slot_name: str
+    origin_name: str
+    copy_data: bool
+
+
+@dataclass(slots=True)
+class Status:
+    """What follow_status shows; written by the supervisor about once a second."""
+
+    state: str = "starting"
+    received_lsn: str | None = None
+    applied_lsn: str | None = None
+    upstream_lsn: str | None = None
+    lag_seconds: float | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    error_lsn: str | None = None
+    error_statement: str | None = None
+    tables_copied: int = 0
+    tables_total: int | None = None
+    rows_copied: int = 0
+    rows_total: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backoff:
+    """Jittered exponential delays: 1 s, 2 s, 4 s ... up to ``maximum``."""
+
+    def __init__(self, first: float = 1.0, maximum: float = 30.0):
+        self.first = first
+        self.maximum = maximum
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.first * 2**self.attempt)
+        self.attempt += 1
+        return float(delay * random.uniform(0.75, 1.0))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class SubscriptionRunner(threading.Thread):
+    """Follows one upstream for one subscription until stopped."""
+
+    def __init__(self, config: SubscriptionConfig, downstream_dsn: str):
+        super().__init__(name=f"sub-{config.name}", daemon=True)
+        self.config = config
+        self.downstream_dsn = downstream_dsn
+        self.status = Status()
+        self.stop_event = threading.Event()
+        self.progress: Progress | None = None
+        self.reader: StreamReader | None = None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        backoff = Backoff()
+        while not self.stop_event.is_set():
+            try:
+                self._session(backoff)
+            except ApplyError as exc:
+                self._record_error(str(exc), lsn=exc.lsn, statement=exc.statement)
+            except (FollowerError, psycopg.Error, OSError) as exc:
+                self._record_error(_first_line(exc))
+            except Exception as exc:  # a bug: report it, keep the worker alive
+                logger.exception("subscription %s: unexpected error", self.config.name)
+                self._record_error(f"internal error: {type(exc).__name__}: {exc}")
+            if self.stop_event.is_set():
+                break
+            delay = backoff.next()
+            logger.info("subscription %s: retrying in %.1f s", self.config.name, delay)
+            self.stop_event.wait(delay)
+        self.status.state = "stopped"
+
+    def _record_error(
+        self, message: str, lsn: str | None = None, statement: str | None = None
+    ) -> None:
+        if self.stop_event.is_set():
+            return  # errors from tearing down on request are not errors
+        logger.error("subscription %s: %s", self.config.name, message)
+        st = self.status
+        st.state = "error"
+        st.last_error = message
+        st.last_error_at = datetime.now(UTC)
+        st.error_lsn = lsn
+        st.error_statement = statement
+
+    # -- one connected session ---------------------------------------------------
+    def _session(self, backoff: Backoff) -> None:
+        cfg = self.config
+        with psycopg.connect(worker_conninfo(self.downstream_dsn)) as down:
+            applier = PostgresApplier(down, cfg.origin_name)
+            position = applier.setup()
+            self._prepare_upstream()
+            repl = ReplicationConnection(cfg.conninfo)
+            try:
+                if position is None:
+                    position = self._initialize(repl, down, applier)
+                self._stream(repl, applier, position, backoff)
+            finally:
+                applier.rollback()
+                repl.close()
+
+    def _prepare_upstream(self) -> None:
+        """Check the upstream can be followed and make sure it publishes."""
+        cfg = self.config
+        try:
+            up = psycopg.connect(worker_conninfo(cfg.conninfo), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise UpstreamError(
+                f"cannot connect to the upstream ({cfg.upstream}): {_first_line(exc)}"
+            ) from exc
+        with up:
+            row = up.execute("SELECT current_setting('wal_level')").fetchone()
+            if row is None or row[0] != "logical":
+                raise UpstreamError(
+                    f"the upstream's wal_level is {row[0] if row else '?'!r}, not 'logical':"
+                    " run ALTER SYSTEM SET wal_level = logical there and restart it"
+                )
+            if not up.execute(
+                "SELECT 1 FROM pg_extension WHERE extname = 'pg_follower_py'"
+            ).fetchone():
+                raise UpstreamError(
+                    "pg_follower_py is not installed on the upstream database:"
+                    " run CREATE EXTENSION pg_follower_py CASCADE there"
+                )
+            up.execute("SELECT pgfollower.ensure_publication()")
+
+    def _initialize(
+        self, repl: ReplicationConnection, down: psycopg.Connection[Any], applier: PostgresApplier
+    ) -> int:
+        """Create the slot and record its consistent point as our starting position.
+
+        The position is committed with the origin in one downstream
+        transaction; until then nothing was applied, so a slot left by an
+        interrupted start is dropped and made again.
+        """
+        cfg = self.config
+        if repl.slot_exists(cfg.slot_name):
+            repl.drop_slot(cfg.slot_name)
+        slot = repl.create_slot(cfg.slot_name, export_snapshot=False)
+        logger.info(
+            "subscription %s: created slot %s at %s",
+            cfg.name,
+            slot.name,
+            lsn_to_str(slot.consistent_point),
+        )
+        with down.cursor() as cur:
+            # Writing the status row makes the transaction commit a record that
+            # carries the origin position even when nothing else is written.
+            cur.execute(
+                "UPDATE pgfollower.subscription_status SET state = 'streaming',"
+                " updated_at = now() WHERE sub_id = %s",
+                [cfg.id],
+            )
+            cur.execute(
+                "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, now())",
+                [lsn_to_str(slot.consistent_point)],
+            )
+        down.commit()
+        applier.position = slot.consistent_point
+        return slot.consistent_point
+
+    def _stream(
+        self,
+        repl: ReplicationConnection,
+        applier: PostgresApplier,
+        position: int,
+        backoff: Backoff,
+    ) -> None:
+        cfg = self.config
+        inbox: queue.Queue[Message | BaseException] = queue.Queue(maxsize=QUEUE_SIZE)
+        progress = Progress(position)
+        repl.start(cfg.slot_name, position, PUBLICATION)
+        logger.info("subscription %s: streaming from %s", cfg.name, lsn_to_str(position))
+        stop = threading.Event()
+        reader = StreamReader(repl, inbox, progress, stop, cfg.name)
+        self.progress, self.reader = progress, reader
+        if self.status.state != "error":
+            self.status.state = "streaming"
+        reader.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    item = inbox.get(timeout=0.5)
+                except queue.Empty:
+                    if not reader.is_alive():
+                        raise UpstreamError("the stream reader stopped") from None
+                    if progress.caught_up and not reader.in_transaction:
+                        self.status.state = "streaming"  # idle and healthy again
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                committed = applier.apply(item)
+                if committed is not None:
+                    progress.commits_applied += 1
+                    progress.confirm(committed.end_lsn)
+                    progress.last_commit_ts = pg_timestamp_to_datetime(
+                        committed.commit_ts
+                    ).timestamp()
+                    if self.status.state != "streaming":
+                        self.status.state = "streaming"
+                    backoff.reset()
+        finally:
+            stop.set()
+            reader.join(timeout=5)
+
+    # -- status ---------------------------------------------------------------------
+    def snapshot(self) -> Status:
+        """The status as of now, with positions from the running stream."""
+        st = self.status
+        progress, reader = self.progress, self.reader
+        if progress is not None:
+            st.received_lsn = lsn_to_str(progress.received_lsn)
+            st.applied_lsn = lsn_to_str(progress.flushed_lsn)
+            st.upstream_lsn = lsn_to_str(progress.upstream_lsn)
+            busy = not progress.caught_up or (reader is not None and reader.in_transaction)
+            if not busy:
+                st.lag_seconds = 0.0
+            elif progress.last_commit_ts is not None:
+                st.lag_seconds = max(0.0, time.time() - progress.last_commit_ts)
+        return st
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,399 @@
+"""The extension's PL/Python entry points; runs inside the server (stdlib only).
+
+Every function takes the ``plpy`` module PL/Python provides. Errors are raised
+with ``plpy.error(message, hint=...)`` so the user sees a normal ERROR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, NoReturn
+
+from . import conninfo as conninfo_mod
+from . import ddl
+from .errors import ConfigError
+
+Plpy = Any  # the plpy module has no type stubs
+
+_plans: dict[str, Any] = {}
+
+
+def _plan(plpy: Plpy, sql: str, types: list[str]) -> Any:
+    plan = _plans.get(sql)
+    if plan is None:
+        plan = _plans[sql] = plpy.prepare(sql, types)
+    return plan
+
+
+def _fail(plpy: Plpy, message: str, hint: str) -> NoReturn:
+    """Raise an ERROR with a hint (plpy.error raises; this tells the type checker)."""
+    plpy.error(message, hint=hint)
+    raise AssertionError("plpy.error returned")
+
+
+def _setting(plpy: Plpy, name: str) -> str | None:
+    rows = plpy.execute(_plan(plpy, "SELECT current_setting($1, true) AS v", ["text"]), [name])
+    value = rows[0]["v"]
+    return value if value else None
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- start_follow / stop_follow ---------------------------------------------
+
+
+def start_follow(plpy: Plpy, conninfo: str | None, name: str | None, copy_data: bool) -> None:
+    """Validate, register the subscription and make sure a worker serves it."""
+    if name is None or not name.strip():
+        _fail(
+            plpy,
+            "subscription name must not be empty",
+            hint="Pass a name such as 'default' as the second argument of start_follow.",
+        )
+    if len(name) > 63:
+        _fail(
+            plpy,
+            f'subscription name "{name[:20]}..." is longer than 63 characters',
+            hint="Choose a shorter name.",
+        )
+    if conninfo is None or not conninfo.strip():
+        _fail(
+            plpy,
+            "the upstream conninfo must not be empty",
+            hint="Pass a libpq connection string, e.g. 'host=upstream dbname=app user=postgres'.",
+        )
+    try:
+        params = conninfo_mod.parse(conninfo)
+    except ConfigError as exc:
+        _fail(
+            plpy,
+            f"invalid upstream conninfo: {exc}",
+            hint="Pass a libpq connection string (key=value pairs or a postgresql:// URI).",
+        )
+    if "replication" in params:
+        _fail(
+            plpy,
+            'the upstream conninfo must not set "replication"',
+            hint="The worker opens its replication connection itself; remove replication=...",
+        )
+    if copy_data is None:
+        copy_data = True
+    exists = plpy.execute(
+        _plan(plpy, "SELECT 1 FROM pgfollower.subscription WHERE name = $1", ["text"]), [name]
+    )
+    if exists:
+        _fail(
+            plpy,
+            f'subscription "{name}" already exists',
+            hint=f"Call stop_follow({_quote_literal(name)}) first, or choose another name.",
+        )
+    ids = plpy.execute(
+        "SELECT nextval('pgfollower.subscription_id_seq') AS id,"
+        " (SELECT system_identifier FROM pg_control_system()) AS sysid,"
+        " (SELECT oid FROM pg_database WHERE datname = current_database()) AS dboid"
+    )[0]
+    sub_id = ids["id"]
+    # Unique per downstream cluster, database and subscription, so several
+    # downstreams can follow one upstream.
+    slot_name = f"pgf_{ids['sysid']}_{ids['dboid']}_{sub_id}"
+    origin_name = f"pgf_{ids['dboid']}_{sub_id}"
+    plpy.execute(
+        _plan(
+            plpy,
+            "INSERT INTO pgfollower.subscription"
+            " (id, name, conninfo, upstream, slot_name, origin_name, copy_data)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            ["int4", "text", "text", "text", "text", "text", "bool"],
+        ),
+        [sub_id, name, conninfo, conninfo_mod.redact(conninfo), slot_name, origin_name, copy_data],
+    )
+    plpy.execute(
+        _plan(plpy, "INSERT INTO pgfollower.subscription_status (sub_id) VALUES ($1)", ["int4"]),
+        [sub_id],
+    )
+    # A leftover origin of the same name (a subscription whose extension was
+    # dropped) would carry a stale position: start from nothing.
+    _drop_origin(plpy, origin_name, wait_seconds=0)
+    plpy.execute(_plan(plpy, "SELECT pg_replication_origin_create($1)", ["text"]), [origin_name])
+    plpy.execute(_plan(plpy, "SELECT pg_notify('pg_follower_py', $1)", ["text"]), [name])
+    ensure_worker(plpy, wait=False)
+
+
+def stop_follow(plpy: Plpy, name: str | None) -> None:
+    """Remove the subscription, its origin and its upstream slot."""
+    rows = plpy.execute(
+        _plan(
+            plpy,
+            "DELETE FROM pgfollower.subscription WHERE name = $1"
+            " RETURNING conninfo, upstream, slot_name, origin_name",
+            ["text"],
+        ),
+        [name],
+    )
+    if not rows:
+        _fail(
+            plpy,
+            f'subscription "{name}" does not exist',
+            hint="SELECT name FROM follow_status lists the subscriptions of this database.",
+        )
+    row = rows[0]
+    # The worker notices the row locked by our DELETE within a second and lets
+    # go of the origin and the slot; a signal makes it look at once.
+    pid = plpy.execute("SELECT pgfollower.worker_pid() AS pid")[0]["pid"]
+    # Not ours to signal (another OS user)? It polls every second anyway.
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGUSR1)
+    plpy.execute(_plan(plpy, "SELECT pg_notify('pg_follower_py', $1)", ["text"]), [name])
+    _drop_origin(plpy, row["origin_name"], wait_seconds=20)
+    error = _drop_upstream_slot(row["conninfo"], row["slot_name"])
+    if error:
+        plpy.warning(
+            f'could not drop replication slot "{row["slot_name"]}" on the upstream'
+            f" ({row['upstream']}): {error}",
+            hint=f"Drop it on the upstream with SELECT pg_drop_replication_slot("
+            f"{_quote_literal(row['slot_name'])}); until then the upstream keeps WAL for it.",
+        )
+
+
+def _drop_origin(plpy: Plpy, origin_name: str, wait_seconds: float) -> None:
+    exists = _plan(plpy, "SELECT 1 FROM pg_replication_origin WHERE roname = $1", ["text"])
+    drop = _plan(plpy, "SELECT pg_replication_origin_drop($1)", ["text"])
+    deadline = time.monotonic() + wait_seconds
+    while plpy.execute(exists, [origin_name]):
+        try:
+            with plpy.subtransaction():
+                plpy.execute(drop, [origin_name])
+            return
+        except plpy.SPIError as exc:
+            # 55006 object_in_use: the worker has not let go of it yet.
+            if getattr(exc, "sqlstate", None) != "55006" or time.monotonic() > deadline:
+                _fail(
+                    plpy,
+                    f'cannot drop replication origin "{origin_name}": {exc}',
+                    hint="Stop the pg_follower worker of this database, then try again.",
+                )
+            time.sleep(0.2)
+
+
+def _worker_python() -> str:
+    """The interpreter the server embeds: same version, so the same packages work."""
+    major, minor = sys.version_info[:2]
+    for candidate in (f"python{major}.{minor}", f"python{major}"):
+        path = os.path.join(sys.base_prefix, "bin", candidate)
+        if os.access(path, os.X_OK):
+            return path
+    return "/usr/bin/python3"
+
+
+def _python_env() -> dict[str, str]:
+    pydir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": pydir, "LC_ALL": "C.UTF-8"}
+    return env
+
+
+def _drop_upstream_slot(conninfo: str, slot_name: str) -> str | None:
+    """Drop the slot through a helper process; return an error text or None."""
+    argv = [_worker_python(), "-m", "pg_follower", "drop-slot", "--slot", slot_name]
+    try:
+        res = subprocess.run(
+            argv,
+            input=conninfo,
+            capture_output=True,
+            text=True,
+            env=_python_env(),
+            timeout=60,
+            close_fds=True,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the drop-slot helper failed: {exc}"
+    if res.returncode != 0:
+        lines = (res.stderr.strip() or "unknown error").splitlines()
+        return lines[-1]
+    return None
+
+
+def ensure_worker(plpy: Plpy, wait: bool) -> int | None:
+    """Launch the worker unless a live one holds this database's lock."""
+    pid = plpy.execute("SELECT pgfollower.worker_pid() AS pid")[0]["pid"]
+    if pid:
+        return int(pid)
+    launch = (_setting(plpy, "pg_follower_py.launch_worker") or "on").lower()
+    if launch in ("off", "false", "0", "no"):
+        plpy.notice(
+            "pg_follower_py: no worker is running for this database",
+            hint="pg_follower_py.launch_worker is off:"
+            ' run "pg-follower worker --dsn ..." yourself.',
+        )
+        return None
+    info = plpy.execute(
+        "SELECT current_setting('unix_socket_directories') AS sockdirs,"
+        " current_setting('port') AS port, current_database() AS db,"
+        " current_user AS usr, current_setting('data_directory') AS datadir"
+    )[0]
+    sockdirs = [d.strip() for d in info["sockdirs"].split(",") if d.strip()]
+    dsn = conninfo_mod.make_conninfo(
+        {
+            "host": sockdirs[0] if sockdirs else "localhost",
+            "port": info["port"],
+            "dbname": info["db"],
+            "user": info["usr"],
+        }
+    )
+    log_file = _setting(plpy, "pg_follower_py.log_file") or os.path.join(
+        info["datadir"], "pg_follower_py.log"
+    )
+    env = _python_env()
+    env["PG_FOLLOWER_DSN"] = dsn  # not on the command line: ps shows that
+    argv = [_worker_python(), "-m", "pg_follower", "worker", "--detach", "--log-file", log_file]
+    try:
+        res = subprocess.run(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            close_fds=True,
+            start_new_session=True,
+            cwd="/",
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        plpy.warning(
+            f"pg_follower_py: could not launch the worker: {exc}",
+            hint='Run "pg-follower worker --dsn ..." yourself, or check the installation.',
+        )
+        return None
+    if res.returncode != 0:
+        plpy.warning(
+            f"pg_follower_py: the worker failed to start: {res.stderr.strip()[-500:]}",
+            hint=f"See {log_file}.",
+        )
+        return None
+    if not wait:
+        return None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pid = plpy.execute("SELECT pgfollower.worker_pid() AS pid")[0]["pid"]
+        if pid:
+            return int(pid)
+        time.sleep(0.1)
+    return None
+
+
+# -- DDL capture -------------------------------------------------------------
+
+
+def capture_ddl(
+    plpy: Plpy,
+    tag: str,
+    query: str,
+    commands_json: str,
+    search_path: str,
+    nested: bool,
+    standard_strings: bool,
+) -> list[str]:
+    """The messages (JSON) that replay one ddl_command_end firing; PL/pgSQL emits them."""
+    commands = [ddl.Command(**c) for c in json.loads(commands_json)]
+    try:
+        messages = ddl.capture_command(
+            tag,
+            query,
+            commands,
+            search_path,
+            nested=nested,
+            standard_conforming_strings=standard_strings,
+        )
+    except ddl.Unsupported as exc:
+        _refuse(plpy, exc)
+        return []
+    out: list[dict[str, object]] = []
+    for message in messages:
+        out.append(message)
+        if message.get("kind") == "create_table":
+            out.extend(_replica_identity(plpy, message, search_path))
+    return [_encode(m) for m in out]
+
+
+def capture_drop(
+    plpy: Plpy,
+    tag: str,
+    query: str,
+    dropped_json: str,
+    search_path: str,
+    nested: bool,
+    standard_strings: bool,
+) -> list[str]:
+    """The messages (JSON) that replay the DROP an sql_drop firing reports."""
+    dropped = [ddl.DroppedObject(**d) for d in json.loads(dropped_json)]
+    try:
+        messages = ddl.capture_drop(
+            tag,
+            query,
+            dropped,
+            search_path,
+            nested=nested,
+            standard_conforming_strings=standard_strings,
+        )
+    except ddl.Unsupported as exc:
+        _refuse(plpy, exc)
+        return []
+    return [_encode(m) for m in messages]
+
+
+def _encode(message: dict[str, object]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def _replica_identity(
+    plpy: Plpy, message: dict[str, object], search_path: str
+) -> list[dict[str, object]]:
+    """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key."""
+    identity = str(message["identity"])
+    rows = plpy.execute(
+        _plan(plpy, "SELECT relreplident FROM pg_class WHERE oid = $1::regclass", ["text"]),
+        [identity],
+    )
+    if not rows or rows[0]["relreplident"] != "f":
+        return []
+    return [
+        {
+            "v": ddl.FORMAT_VERSION,
+            "kind": "replica_identity",
+            "tag": "ALTER TABLE",
+            "identity": identity,
+            "search_path": search_path,
+            "sql": f"ALTER TABLE {identity} REPLICA IDENTITY FULL",
+        }
+    ]
+
+
+def _refuse(plpy: Plpy, exc: ddl.Unsupported) -> None:
+    policy = (_setting(plpy, "pg_follower_py.unsupported_ddl") or "error").lower()
+    if policy not in ("error", "warn"):
+        _fail(
+            plpy,
+            f'invalid value for pg_follower_py.unsupported_ddl: "{policy}"',
+            hint="Use 'error' (the default) or 'warn'.",
+        )
+    if policy == "warn":
+        plpy.warning(
+            f"pg_follower_py: {exc.message}; it is NOT replicated to the followers",
+            hint=exc.hint,
+        )
+        return
+    _fail(
+        plpy,
+        f"pg_follower_py: {exc.message}",
+        hint=f"{exc.hint} To run it here without replicating it, SET"
+        " pg_follower_py.unsupported_ddl = 'warn'.",
+    )

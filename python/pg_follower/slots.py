@@ -1,0 +1,62 @@
+"""Dropping a subscription's upstream slot (run by stop_follow in a helper process)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import psycopg
+
+from . import PUBLICATION
+from .errors import UpstreamError
+from .stream import ReplicationConnection, _literal
+
+DROP_DEADLINE = 30.0
+TERMINATE_AFTER = 5.0
+
+
+def drop_slot(conninfo: str, slot: str) -> int:
+    """Drop ``slot``, waiting for its walsender to go; exit status 0 on success.
+
+    The worker lets go within a second of stop_follow; a walsender still
+    holding the slot after a few seconds is terminated. The publication goes
+    with the last pg_follower_py slot of the upstream database.
+    """
+    try:
+        repl = ReplicationConnection(conninfo)
+    except UpstreamError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    try:
+        started = time.monotonic()
+        where = "slot_name = " + _literal(slot)
+        while True:
+            rows = repl.query(f"SELECT active_pid FROM pg_replication_slots WHERE {where}")
+            if not rows:
+                break
+            active_pid = rows[0][0]
+            waited = time.monotonic() - started
+            if active_pid is None:
+                try:
+                    repl.drop_slot(slot)
+                    break
+                except psycopg.errors.ObjectInUse:
+                    pass
+            elif waited > TERMINATE_AFTER:
+                repl.query(f"SELECT pg_terminate_backend({int(str(active_pid))})")
+            if waited > DROP_DEADLINE:
+                print(f"slot {slot} is still in use by process {active_pid}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        others = repl.query(
+            "SELECT 1 FROM pg_replication_slots WHERE database = current_database()"
+            " AND plugin = 'pgoutput' AND slot_name LIKE 'pgf\\_%'"
+        )
+        if not others:
+            repl.query(f'DROP PUBLICATION IF EXISTS "{PUBLICATION}"')
+        return 0
+    except psycopg.Error as exc:
+        print(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc), file=sys.stderr)
+        return 1
+    finally:
+        repl.close()

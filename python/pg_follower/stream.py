@@ -1,0 +1,255 @@
+"""The upstream side: a replication connection, its slot, and the reader thread.
+
+The reader owns the replication connection. It decodes what arrives, hands it
+to the applier through a bounded queue and answers keepalives itself, so the
+upstream always hears from us however long an apply takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import pq
+
+from . import APPLICATION_NAME
+from . import conninfo as conninfo_mod
+from .decode import (
+    Begin,
+    Commit,
+    Decoder,
+    Keepalive,
+    Message,
+    StreamCommit,
+    XLogData,
+    lsn_to_str,
+    parse_copy_data,
+    standby_status_update,
+    str_to_lsn,
+)
+from .errors import ProtocolError, UpstreamError
+
+logger = logging.getLogger("pg_follower.stream")
+
+# Session settings that make every value's text form the same on both sides.
+STABLE_OUTPUT_OPTIONS = (
+    "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3"
+    " -c timezone=UTC -c bytea_output=hex"
+)
+FEEDBACK_INTERVAL = 1.0
+
+
+def worker_conninfo(conninfo: str) -> str:
+    """``conninfo`` for one of our connections: named, timed out, stable output settings."""
+    params = conninfo_mod.parse(conninfo)
+    params["application_name"] = APPLICATION_NAME
+    params["options"] = f"{params.get('options', '')} {STABLE_OUTPUT_OPTIONS}".strip()
+    params.setdefault("connect_timeout", "10")
+    return conninfo_mod.make_conninfo(params)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSlot:
+    name: str
+    consistent_point: int
+    snapshot: str | None
+
+
+class ReplicationConnection:
+    """A ``replication=database`` connection (simple query protocol only)."""
+
+    def __init__(self, conninfo: str):
+        try:
+            self.conn = psycopg.connect(
+                worker_conninfo(conninfo), replication="database", autocommit=True
+            )
+        except psycopg.OperationalError as exc:
+            raise UpstreamError(f"cannot connect to the upstream: {_first_line(exc)}") from exc
+        self.pgconn = self.conn.pgconn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        return self.conn.execute(sql.encode()).fetchall()
+
+    def slot_exists(self, name: str) -> bool:
+        rows = self.query(
+            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " + _literal(name)
+        )
+        return bool(rows)
+
+    def create_slot(self, name: str, export_snapshot: bool) -> CreatedSlot:
+        snapshot = "export" if export_snapshot else "nothing"
+        row = self.query(
+            f"CREATE_REPLICATION_SLOT {_ident(name)} LOGICAL pgoutput (SNAPSHOT '{snapshot}')"
+        )[0]
+        return CreatedSlot(
+            name=str(row[0]),
+            consistent_point=str_to_lsn(str(row[1])),
+            snapshot=str(row[2]) if row[2] else None,
+        )
+
+    def drop_slot(self, name: str) -> None:
+        self.query(f"DROP_REPLICATION_SLOT {_ident(name)}")
+
+    def start(self, slot: str, start_lsn: int, publication: str) -> None:
+        """Enter CopyBoth mode, streaming pgoutput from ``start_lsn``."""
+        command = (
+            f"START_REPLICATION SLOT {_ident(slot)} LOGICAL {lsn_to_str(start_lsn)}"
+            f" (proto_version '2', publication_names '{_ident(publication)}',"
+            " messages 'true')"
+        )
+        self.pgconn.send_query(command.encode())
+        res = self.pgconn.get_result()
+        if res is None or res.status != pq.ExecStatus.COPY_BOTH:
+            message = res.error_message.decode(errors="replace") if res else "no result"
+            raise UpstreamError(f"START_REPLICATION failed: {message.strip()}")
+
+    def read(self, timeout: float) -> bytes | None:
+        """One CopyData message, or None if none arrived within ``timeout``."""
+        nbytes, data = self.pgconn.get_copy_data(1)
+        if nbytes == 0:
+            ready, _, _ = select.select([self.pgconn.socket], [], [], timeout)
+            if not ready:
+                return None
+            self.pgconn.consume_input()
+            nbytes, data = self.pgconn.get_copy_data(1)
+            if nbytes == 0:
+                return None
+        if nbytes < 0:
+            res = self.pgconn.get_result()
+            message = res.error_message.decode(errors="replace").strip() if res else ""
+            raise UpstreamError(f"the upstream ended the replication stream: {message}")
+        return bytes(data)
+
+    def send(self, data: bytes) -> None:
+        if self.pgconn.put_copy_data(data) != 1 or self.pgconn.flush() != 0:
+            raise UpstreamError(
+                "cannot send feedback to the upstream: "
+                + self.pgconn.error_message.decode(errors="replace").strip()
+            )
+
+
+class Progress:
+    """Positions shared by the reader and the applier (plain ints under the GIL)."""
+
+    def __init__(self, start_lsn: int):
+        self.received_lsn = start_lsn  # end of the last WAL data received
+        self.upstream_lsn = start_lsn  # the upstream's WAL end, from keepalives
+        self.flushed_lsn = start_lsn  # every change below it is durably applied
+        self.commits_queued = 0
+        self.commits_applied = 0
+        self.last_commit_ts: float | None = None  # unix time of the last applied commit
+
+    def confirm(self, lsn: int) -> None:
+        if lsn > self.flushed_lsn:
+            self.flushed_lsn = lsn
+
+    @property
+    def caught_up(self) -> bool:
+        return self.commits_applied == self.commits_queued
+
+
+class StreamReader(threading.Thread):
+    """Reads the stream into ``out`` and keeps the upstream informed of progress."""
+
+    def __init__(
+        self,
+        connection: ReplicationConnection,
+        out: queue.Queue[Message | BaseException],
+        progress: Progress,
+        stop: threading.Event,
+        name: str,
+    ):
+        super().__init__(name=f"reader-{name}", daemon=True)
+        self.connection = connection
+        self.out = out
+        self.progress = progress
+        self.stop_event = stop
+        self.decoder = Decoder()
+        self.in_transaction = False
+        self._last_feedback = 0.0
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # handed to the applier, which owns error handling
+            if not self.stop_event.is_set():
+                self.out.put(exc)
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            buf = self.connection.read(timeout=0.5)
+            if buf is not None:
+                self._handle(buf)
+            if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
+                self.send_feedback()
+
+    def _handle(self, buf: bytes) -> None:
+        frame = parse_copy_data(buf)
+        progress = self.progress
+        if isinstance(frame, Keepalive):
+            progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
+            # Nothing in flight: everything before wal_end that concerns us is
+            # applied, so the slot may move on (no WAL pile-up while idle).
+            if not self.in_transaction and progress.caught_up:
+                progress.confirm(frame.wal_end)
+            if frame.reply_requested:
+                self.send_feedback()
+            return
+        assert isinstance(frame, XLogData)
+        message = self.decoder.decode(frame.payload)
+        progress.received_lsn = max(progress.received_lsn, frame.wal_end, frame.data_start)
+        progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
+        if isinstance(message, Begin):
+            self.in_transaction = True
+        elif isinstance(message, Commit | StreamCommit):
+            self.in_transaction = False
+            progress.commits_queued += 1
+        self._put(message)
+
+    def _put(self, item: Message) -> None:
+        # A bounded queue keeps memory flat; while it is full we still talk
+        # to the upstream so it does not time us out.
+        while not self.stop_event.is_set():
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self.send_feedback()
+
+    def send_feedback(self, reply: bool = False) -> None:
+        p = self.progress
+        self.connection.send(
+            standby_status_update(p.received_lsn, p.flushed_lsn, p.flushed_lsn, reply=reply)
+        )
+        self._last_feedback = time.monotonic()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "CreatedSlot",
+    "Progress",
+    "ProtocolError",
+    "ReplicationConnection",
+    "StreamReader",
+    "worker_conninfo",
+]

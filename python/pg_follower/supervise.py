@@ -1,0 +1,204 @@
+"""The worker's supervisor: serves every subscription of one downstream database.
+
+It holds a session advisory lock (so one worker serves a database and
+``follow_status`` knows whether it lives), notices new and stopped
+subscriptions within a second (LISTEN/NOTIFY plus polling), runs one
+``SubscriptionRunner`` thread per subscription and writes their status and
+its own heartbeat. SIGTERM stops it cleanly; SIGUSR1 makes it look at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from . import __version__
+from . import conninfo as conninfo_mod
+from .errors import ConfigError, FollowerError
+from .pipeline import Backoff, SubscriptionConfig, SubscriptionRunner
+from .stream import worker_conninfo
+
+logger = logging.getLogger("pg_follower.supervise")
+
+# pg_try_advisory_lock(int4, int4) key; pgfollower.worker_pid() looks for it.
+LOCK_KEY = (1885759088, 1)
+CHANNEL = "pg_follower_py"
+POLL_INTERVAL = 1.0
+
+
+class AnotherWorker(FollowerError):
+    """Another worker already serves this database."""
+
+
+class ExtensionMissing(FollowerError):
+    """The downstream database has no pg_follower_py extension (any more)."""
+
+
+class Supervisor:
+    """Runs until SIGTERM (or ``stop()``), reconnecting to the downstream as needed."""
+
+    def __init__(self, dsn: str):
+        try:
+            self.params = conninfo_mod.parse(dsn)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid --dsn: {exc}") from exc
+        self.dsn = dsn
+        self.runners: dict[int, SubscriptionRunner] = {}
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+
+    # -- signals -------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._on_wake_signal)
+        signal.signal(signal.SIGHUP, self._on_wake_signal)
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s: stopping", signal.Signals(signum).name)
+        self.stop()
+
+    def _on_wake_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    # -- main loop -------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stopped; the exit status for the command line."""
+        backoff = Backoff(maximum=10.0)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self._serve(backoff)
+                except AnotherWorker as exc:
+                    logger.info("%s", exc)
+                    return 0
+                except ExtensionMissing as exc:
+                    logger.error("%s", exc)
+                    return 1
+                except psycopg.Error as exc:
+                    if self._downstream_gone():
+                        logger.error("the downstream's socket directory is gone: exiting")
+                        return 1
+                    logger.warning("downstream connection lost: %s", _first_line(exc))
+                if not self.stop_event.is_set():
+                    self.stop_event.wait(backoff.next())
+        finally:
+            self._stop_runners(list(self.runners))
+        return 0
+
+    def _downstream_gone(self) -> bool:
+        """A unix-socket downstream whose directory vanished was a throwaway server."""
+        host = self.params.get("host", "")
+        return host.startswith("/") and "," not in host and not os.path.isdir(host)
+
+    def _serve(self, backoff: Backoff) -> None:
+        with psycopg.connect(worker_conninfo(self.dsn), autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_extension WHERE extname = 'pg_follower_py'"
+            ).fetchone():
+                raise ExtensionMissing(
+                    f"database {conn.info.dbname!r} has no pg_follower_py extension:"
+                    " run CREATE EXTENSION pg_follower_py CASCADE there"
+                )
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
+            if not row or not row[0]:
+                raise AnotherWorker(
+                    f"another pg_follower worker already serves database {conn.info.dbname!r}"
+                )
+            conn.execute(
+                "INSERT INTO pgfollower.worker (pid, started_at, heartbeat_at, version)"
+                " VALUES (%s, now(), now(), %s)"
+                " ON CONFLICT (singleton) DO UPDATE SET pid = excluded.pid,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " version = excluded.version",
+                [os.getpid(), __version__],
+            )
+            conn.execute(f"LISTEN {CHANNEL}")
+            logger.info("serving database %r (pid %d)", conn.info.dbname, os.getpid())
+            backoff.reset()
+            while not self.stop_event.is_set():
+                self._reconcile(conn)
+                self._write_status(conn)
+                self._wait(conn)
+
+    def _wait(self, conn: psycopg.Connection[Any]) -> None:
+        self.wake.clear()
+        # Notifications wake us early; the timeout bounds how late we notice
+        # a stop request or a signal.
+        for _ in conn.notifies(timeout=POLL_INTERVAL, stop_after=1):
+            pass
+
+    def _reconcile(self, conn: psycopg.Connection[Any]) -> None:
+        """Start runners for new subscriptions, stop those removed.
+
+        Rows locked by an in-progress stop_follow are skipped, so the runner
+        lets go of its slot and origin while stop_follow waits for them.
+        """
+        rows = conn.execute(
+            "SELECT id, name, conninfo, upstream, slot_name, origin_name, copy_data"
+            " FROM pgfollower.subscription FOR KEY SHARE SKIP LOCKED"
+        ).fetchall()
+        wanted = {r[0]: SubscriptionConfig(*r) for r in rows}
+        gone = [i for i, r in self.runners.items() if i not in wanted or not r.is_alive()]
+        self._stop_runners(gone)
+        for sub_id, config in wanted.items():
+            if sub_id not in self.runners:
+                logger.info("subscription %s: starting (upstream %s)", config.name, config.upstream)
+                runner = SubscriptionRunner(config, self.dsn)
+                self.runners[sub_id] = runner
+                runner.start()
+
+    def _stop_runners(self, ids: list[int]) -> None:
+        runners = [self.runners.pop(i) for i in ids if i in self.runners]
+        for runner in runners:
+            logger.info("subscription %s: stopping", runner.config.name)
+            runner.stop()
+        for runner in runners:
+            runner.join(timeout=10)
+
+    def _write_status(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE pgfollower.worker SET heartbeat_at = now(), pid = %s", [os.getpid()]
+            )
+            for sub_id, runner in self.runners.items():
+                st = runner.snapshot()
+                conn.execute(
+                    "UPDATE pgfollower.subscription_status SET state = %s,"
+                    " received_lsn = %s, applied_lsn = %s, upstream_lsn = %s,"
+                    " lag_seconds = %s, last_error = %s, last_error_at = %s,"
+                    " error_lsn = %s, error_statement = %s, tables_copied = %s,"
+                    " tables_total = %s, rows_copied = %s, rows_total = %s,"
+                    " updated_at = now() WHERE sub_id = %s",
+                    [
+                        st.state,
+                        st.received_lsn,
+                        st.applied_lsn,
+                        st.upstream_lsn,
+                        st.lag_seconds,
+                        st.last_error,
+                        st.last_error_at,
+                        st.error_lsn,
+                        st.error_statement,
+                        st.tables_copied,
+                        st.tables_total,
+                        st.rows_copied,
+                        st.rows_total,
+                        sub_id,
+                    ],
+                )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

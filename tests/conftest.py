@@ -1,0 +1,164 @@
+"""Fixtures: throwaway upstream and downstream clusters, a fresh database pair per test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pg_follower.cluster import Cluster, make_base_dir
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(0.05)
+
+
+class Node:
+    """One database on one of the clusters."""
+
+    def __init__(self, cluster: Cluster, dbname: str):
+        self.cluster = cluster
+        self.dbname = dbname
+        self.dsn = cluster.dsn(dbname)
+        self.conn = psycopg.connect(self.dsn, autocommit=True)
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.conn.execute(query, params)
+
+    def rows(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        return self.conn.execute(query, params).fetchall()
+
+    def scalar(self, query: str, params: Any = None) -> Any:
+        row = self.conn.execute(query, params).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Pair:
+    """An upstream and a downstream database, both with the extension."""
+
+    def __init__(self, up: Node, down: Node):
+        self.up = up
+        self.down = down
+
+    def follow(self, name: str = "default", copy_data: bool = False) -> None:
+        self.down.execute("SELECT start_follow(%s, %s, %s)", [self.up.dsn, name, copy_data])
+        wait_until(
+            lambda: (
+                self.down.scalar("SELECT state FROM follow_status WHERE name = %s", [name])
+                == "streaming"
+            ),
+            30,
+            f"subscription {name} to stream: {self.status()}",
+        )
+
+    def status(self, name: str = "default") -> dict[str, Any]:
+        cur = self.down.conn.execute("SELECT * FROM follow_status WHERE name = %s", [name])
+        row = cur.fetchone()
+        names = [d.name for d in cur.description or []]
+        return dict(zip(names, row, strict=True)) if row else {}
+
+    def caught_up(self, timeout: float = 20.0) -> None:
+        """Wait until the downstream applied everything the upstream wrote so far."""
+        target = self.up.scalar("SELECT pg_current_wal_lsn()")
+        wait_until(
+            lambda: self.down.scalar(
+                "SELECT bool_and(applied_lsn >= %s::pg_lsn) FROM follow_status", [target]
+            ),
+            timeout,
+            f"downstream to reach {target}: {self.status()}",
+        )
+
+    def worker_pid(self) -> int | None:
+        pid = self.down.scalar("SELECT pgfollower.worker_pid()")
+        return int(pid) if pid else None
+
+    def kill_worker(self, sig: int = signal.SIGTERM) -> None:
+        pid = self.worker_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        wait_until(lambda: not _alive(pid), 20, f"worker {pid} to exit")
+        wait_until(lambda: self.worker_pid() is None, 20, "the worker's lock to go")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is gone for our purposes.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def clusters() -> Iterator[tuple[Cluster, Cluster]]:
+    base = make_base_dir("pgf-test-")
+    up = Cluster(base, "up")
+    down = Cluster(base, "down")
+    try:
+        up.init().start()
+        down.init({"wal_level": "replica"}).start()
+        yield up, down
+    finally:
+        up.destroy()
+        down.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _admin(cluster: Cluster) -> psycopg.Connection[Any]:
+    return psycopg.connect(cluster.dsn("postgres"), autocommit=True)
+
+
+@pytest.fixture
+def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
+    """A fresh database on each cluster, with pg_follower_py installed on both."""
+    up_cluster, down_cluster = clusters
+    dbname = "t_" + uuid.uuid4().hex[:10]
+    for cluster in clusters:
+        with _admin(cluster) as conn:
+            conn.execute(f"CREATE DATABASE {dbname}")
+    up, down = Node(up_cluster, dbname), Node(down_cluster, dbname)
+    up.execute("CREATE EXTENSION pg_follower_py CASCADE")
+    down.execute("CREATE EXTENSION pg_follower_py CASCADE")
+    p = Pair(up, down)
+    try:
+        yield p
+    finally:
+        p.kill_worker()
+        up.close()
+        down.close()
+        with _admin(up_cluster) as conn:
+            for (slot,) in conn.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [dbname]
+            ).fetchall():
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        for cluster in clusters:
+            with _admin(cluster) as conn:
+                conn.execute(f"DROP DATABASE {dbname} WITH (FORCE)")

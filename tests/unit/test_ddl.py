@@ -1,0 +1,758 @@
+"""Unit tests for pg_follower.ddl: splitting, tagging and deparsing DDL, no server."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from pg_follower import ddl
+from pg_follower.ddl import (
+    FORMAT_VERSION,
+    Command,
+    DroppedObject,
+    Unsupported,
+    capture_command,
+    capture_drop,
+    split_statements,
+    statement_tag,
+)
+
+NOT_IN_QUERY = (
+    "the {tag} statement for {identity} is not in the client's query text"
+    " (it ran inside a function or a DO block)"
+)
+NOT_IN_QUERY_HINT = "Run the DDL as a plain statement, not inside a function or a DO block."
+ONLY_HINT = "Only CREATE TABLE and DROP TABLE are replicated so far."
+CTAS_HINT = "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT."
+
+
+def table(identity: str, schema: str = "public", *, in_extension: bool = False) -> Command:
+    return Command("CREATE TABLE", "table", schema, identity, in_extension)
+
+
+def serial_table(identity: str, schema: str = "public") -> list[Command]:
+    """The rows of CREATE TABLE with a serial primary key, in the server's order."""
+    seq = identity + "_id_seq"
+    return [
+        Command("CREATE SEQUENCE", "sequence", schema, seq, False),
+        table(identity, schema),
+        Command("CREATE INDEX", "index", schema, identity + "_pkey", False),
+        Command("ALTER SEQUENCE", "sequence", schema, seq, False),
+    ]
+
+
+def create_sql(query: str, identity: str, search_path: str = "public", **kw: bool) -> str:
+    schema = identity.rsplit(".", 1)[0].strip('"')
+    messages = capture_command("CREATE TABLE", query, [table(identity, schema)], search_path, **kw)
+    assert len(messages) == 1
+    return str(messages[0]["sql"])
+
+
+def refusal(call: object, *args: object, **kw: object) -> tuple[str, str]:
+    assert callable(call)
+    with pytest.raises(Unsupported) as info:
+        call(*args, **kw)
+    assert str(info.value) == info.value.message
+    return info.value.message, info.value.hint
+
+
+def dropped(
+    identity: str,
+    schema: str,
+    name: str,
+    *,
+    original: bool = True,
+    temporary: bool = False,
+    object_type: str = "table",
+) -> DroppedObject:
+    return DroppedObject(object_type, schema, name, identity, original, temporary)
+
+
+# --- split_statements ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", []),
+        ("  ;; ; ", []),
+        ("SELECT 1", ["SELECT 1"]),
+        ("SELECT 1;", ["SELECT 1"]),
+        ("SELECT 1; SELECT 2;\n", ["SELECT 1", "SELECT 2"]),
+        ("-- lead\n/* more */ SELECT 1 -- tail", ["SELECT 1"]),
+        ("SELECT 1 /* a ; b */ + 2; SELECT 3", ["SELECT 1 /* a ; b */ + 2", "SELECT 3"]),
+        ("SELECT 'a;b', 'it''s;'; SELECT 2", ["SELECT 'a;b', 'it''s;'", "SELECT 2"]),
+        ("SELECT E'\\';'; SELECT 2", ["SELECT E'\\';'", "SELECT 2"]),
+        ('SELECT "a;""b"; SELECT 2', ['SELECT "a;""b"', "SELECT 2"]),
+        ("SELECT $$;$$, $x$ $$ ; $x$; SELECT 2", ["SELECT $$;$$, $x$ $$ ; $x$", "SELECT 2"]),
+        ("SELECT a$$b; SELECT 2", ["SELECT a$$b", "SELECT 2"]),
+        ("SELECT $1; SELECT 2", ["SELECT $1", "SELECT 2"]),
+        # Where sqlparse (0.4.2 to 0.5) splits differently from PostgreSQL:
+        ("CREATE TABLE t (begin int); SELECT 2", ["CREATE TABLE t (begin int)", "SELECT 2"]),
+        ("SELECT 'a\\'; SELECT 2; --'", ["SELECT 'a\\'", "SELECT 2"]),
+        ("/* a /* b */ ; SELECT 1; */ SELECT 2", ["SELECT 2"]),
+        ("SELECT 1 # 2; SELECT 3", ["SELECT 1 # 2", "SELECT 3"]),
+        ("SELECT (x<>$$)$$); SELECT 3", ["SELECT (x<>$$)$$)", "SELECT 3"]),
+        # A string continues across a newline, in the mode it started in.
+        ("SELECT E'a'\n'\\';'; SELECT 2", ["SELECT E'a'\n'\\';'", "SELECT 2"]),
+        ("SELECT E'a' '\\'; SELECT 2; --'", ["SELECT E'a' '\\'", "SELECT 2"]),
+        ("SELECT U&'\\0041;'; SELECT 2", ["SELECT U&'\\0041;'", "SELECT 2"]),
+        # SQL-standard routine bodies, as psql splits them.
+        (
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT"
+            " CASE WHEN true THEN 2 END; END; SELECT f()",
+            [
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT"
+                " CASE WHEN true THEN 2 END; END",
+                "SELECT f()",
+            ],
+        ),
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2); SELECT 3",
+            ["CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)", "SELECT 3"],
+        ),
+        (
+            "DO $$ BEGIN CREATE TABLE t(x int); END $$; SELECT 2",
+            ["DO $$ BEGIN CREATE TABLE t(x int); END $$", "SELECT 2"],
+        ),
+        ("BEGIN; CREATE TABLE t (x int); END", ["BEGIN", "CREATE TABLE t (x int)", "END"]),
+        ("SELECT 'unterminated; SELECT 2", ["SELECT 'unterminated; SELECT 2"]),
+    ],
+)
+def test_split_statements(query: str, expected: list[str]) -> None:
+    assert split_statements(query) == expected
+
+
+def test_split_statements_standard_conforming_strings_off() -> None:
+    query = "SELECT 'a\\'; SELECT 2; --'"
+    assert split_statements(query, standard_conforming_strings=False) == [query]
+    assert split_statements("SELECT N'a\\'b'; SELECT 2", standard_conforming_strings=False) == [
+        "SELECT N'a\\'b'",
+        "SELECT 2",
+    ]
+
+
+def test_split_statements_is_linear_on_comment_runs() -> None:
+    query = "SELECT 'x' " + "-- " * 20000 + "\nSELECT 2"
+    assert split_statements(query) == [query]
+
+
+# --- statement_tag ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "tag"),
+    [
+        ("CREATE TABLE t (x int)", "CREATE TABLE"),
+        ("create table t (x int)", "CREATE TABLE"),
+        ("/* c */ -- c\n CREATE TABLE t (x int)", "CREATE TABLE"),
+        ("CREATE GLOBAL TEMPORARY TABLE t (x int)", "CREATE TABLE"),
+        ("CREATE UNLOGGED TABLE IF NOT EXISTS t (x int)", "CREATE TABLE"),
+        ("CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10)", "CREATE TABLE"),
+        ("CREATE TABLE t (x int GENERATED ALWAYS AS (1) STORED)", "CREATE TABLE"),
+        ("CREATE TABLE x AS SELECT 1", "CREATE TABLE AS"),
+        ("CREATE TEMP TABLE x (a, b) WITH (fillfactor = 70) AS VALUES (1, 2)", "CREATE TABLE AS"),
+        ("CREATE TABLE x AS EXECUTE p", "CREATE TABLE AS"),
+        ('CREATE TABLE "as" (x int)', "CREATE TABLE"),
+        ("SELECT 1 INTO t", "SELECT INTO"),
+        ("SELECT * INTO TEMP t FROM u", "SELECT INTO"),
+        ("WITH a AS (SELECT 1) SELECT * INTO t FROM a", "SELECT INTO"),
+        ("WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a", None),
+        ("SELECT 1", None),
+        ("SELECT x FROM (SELECT 1 AS x) s", None),
+        ("INSERT INTO t VALUES (1)", None),
+        ("DO $$ BEGIN CREATE TABLE t(x int); END $$", None),
+        ("CALL p()", None),
+        ("", None),
+        ("DROP TABLE t", "DROP TABLE"),
+        ("DROP TABLE IF EXISTS a, b CASCADE", "DROP TABLE"),
+        ("DROP FOREIGN TABLE f", "DROP FOREIGN TABLE"),
+        ("DROP INDEX CONCURRENTLY i", "DROP INDEX"),
+        ("DROP OWNED BY bob", "DROP OWNED"),
+        ("DROP PROCEDURAL LANGUAGE l", "DROP LANGUAGE"),
+        ("ALTER TABLE t ADD COLUMN y int", "ALTER TABLE"),
+        ("ALTER TABLE t RENAME TO u", "ALTER TABLE"),
+        ("ALTER USER bob", "ALTER ROLE"),
+        ("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob", "ALTER DEFAULT PRIVILEGES"),
+        ("CREATE INDEX ON t (x)", "CREATE INDEX"),
+        ("CREATE UNIQUE INDEX CONCURRENTLY i ON t (x)", "CREATE INDEX"),
+        ("CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE VIEW"),
+        ("CREATE TEMP RECURSIVE VIEW v (n) AS SELECT 1", "CREATE VIEW"),
+        ("CREATE MATERIALIZED VIEW m AS SELECT 1", "CREATE MATERIALIZED VIEW"),
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
+            "CREATE FUNCTION",
+        ),
+        (
+            "CREATE CONSTRAINT TRIGGER t AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
+            "CREATE TRIGGER",
+        ),
+        ("CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION f()", "CREATE EVENT TRIGGER"),
+        ("CREATE SCHEMA s CREATE TABLE t (x int)", "CREATE SCHEMA"),
+        ("CREATE SEQUENCE s", "CREATE SEQUENCE"),
+        ("CREATE TYPE t AS (a int)", "CREATE TYPE"),
+        (
+            "CREATE OPERATOR CLASS c FOR TYPE int USING btree AS OPERATOR 1 <",
+            "CREATE OPERATOR CLASS",
+        ),
+        ("CREATE OPERATOR === (function = f)", "CREATE OPERATOR"),
+        (
+            "CREATE TEXT SEARCH CONFIGURATION c (parser = default)",
+            "CREATE TEXT SEARCH CONFIGURATION",
+        ),
+        ("CREATE FOREIGN DATA WRAPPER w", "CREATE FOREIGN DATA WRAPPER"),
+        ("CREATE USER MAPPING FOR bob SERVER s", "CREATE USER MAPPING"),
+        ("CREATE USER bob", "CREATE ROLE"),
+        ("CREATE DEFAULT CONVERSION c FOR 'LATIN1' TO 'UTF8' FROM f", "CREATE CONVERSION"),
+        ("CREATE TRUSTED PROCEDURAL LANGUAGE l", "CREATE LANGUAGE"),
+        ("GRANT SELECT ON t TO bob", "GRANT"),
+        ("REVOKE SELECT ON t FROM bob", "REVOKE"),
+        ("COMMENT ON TABLE t IS 'x'", "COMMENT"),
+        ("SECURITY LABEL ON TABLE t IS 'x'", "SECURITY LABEL"),
+        ("IMPORT FOREIGN SCHEMA s FROM SERVER f INTO t", "IMPORT FOREIGN SCHEMA"),
+        ("REFRESH MATERIALIZED VIEW m", "REFRESH MATERIALIZED VIEW"),
+        ("CREATE WIDGET w", None),
+        ("CREATE TABLE a (x int); SELECT 1", "CREATE TABLE"),
+    ],
+)
+def test_statement_tag(statement: str, tag: str | None) -> None:
+    assert statement_tag(statement) == tag
+
+
+# --- capture_command: CREATE TABLE ----------------------------------------------
+
+
+def test_create_table_message() -> None:
+    query = "CREATE TABLE t (id serial PRIMARY KEY, v text);"
+    assert capture_command(
+        "CREATE TABLE", query, serial_table("public.t"), 'public, "My Schema"'
+    ) == [
+        {
+            "v": FORMAT_VERSION,
+            "kind": "create_table",
+            "tag": "CREATE TABLE",
+            "identity": "public.t",
+            "search_path": 'public, "My Schema"',
+            "sql": "CREATE TABLE public.t (id serial PRIMARY KEY, v text)",
+        }
+    ]
+    assert FORMAT_VERSION == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "identity", "search_path", "sql"),
+    [
+        ("CREATE TABLE t (x int)", "public.t", "public", "CREATE TABLE public.t (x int)"),
+        ("create table T (x int)", "public.t", "public", "create table public.t (x int)"),
+        ("  CREATE TABLE t (x int) ;  \n", "public.t", "public", "CREATE TABLE public.t (x int)"),
+        ("CREATE TABLE t ()", "public.t", "public", "CREATE TABLE public.t ()"),
+        (
+            'CREATE TABLE "My Table" (x int)',
+            'public."My Table"',
+            "public",
+            'CREATE TABLE public."My Table" (x int)',
+        ),
+        (
+            'CREATE TABLE "S"."T" (x int)',
+            '"S"."T"',
+            "public",
+            'CREATE TABLE "S"."T" (x int)',
+        ),
+        (
+            'CREATE TABLE "My Schema"."Mixed" (x int)',
+            '"My Schema"."Mixed"',
+            "public",
+            'CREATE TABLE "My Schema"."Mixed" (x int)',
+        ),
+        ("CREATE TABLE s.t (x int)", "s.t", "public", "CREATE TABLE s.t (x int)"),
+        ("CREATE TABLE S.T (x int)", "s.t", "public", "CREATE TABLE s.t (x int)"),
+        ("CREATE TABLE s . /* odd */ t (x int)", "s.t", "public", "CREATE TABLE s.t (x int)"),
+        ("CREATE TABLE mydb.s.t (x int)", "s.t", "public", "CREATE TABLE s.t (x int)"),
+        (
+            "CREATE TABLE t (x int)",
+            '"My Schema".t',
+            '"My Schema", public',
+            'CREATE TABLE "My Schema".t (x int)',
+        ),
+        (
+            'CREATE TABLE "Q""uote" (x int)',
+            'public."Q""uote"',
+            "public",
+            'CREATE TABLE public."Q""uote" (x int)',
+        ),
+        ('CREATE TABLE"t"(x int)', "public.t", "public", "CREATE TABLE public.t(x int)"),
+        ('CREATE TABLE "if" (x int)', 'public."if"', "public", 'CREATE TABLE public."if" (x int)'),
+        ("CREATE TABLE if (x int)", 'public."if"', "public", 'CREATE TABLE public."if" (x int)'),
+        (
+            "CREATE TABLE IF NOT EXISTS t (x int)",
+            "public.t",
+            "public",
+            "CREATE TABLE IF NOT EXISTS public.t (x int)",
+        ),
+        (
+            "CREATE UNLOGGED TABLE t (x int)",
+            "public.t",
+            "public",
+            "CREATE UNLOGGED TABLE public.t (x int)",
+        ),
+        (
+            "CREATE TABLE p (k int, v text) PARTITION BY RANGE (k)",
+            "public.p",
+            "public",
+            "CREATE TABLE public.p (k int, v text) PARTITION BY RANGE (k)",
+        ),
+        (
+            "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (10)",
+            "public.p1",
+            "public",
+            "CREATE TABLE public.p1 PARTITION OF p FOR VALUES FROM (0) TO (10)",
+        ),
+        (
+            "CREATE TABLE c (z int) INHERITS (a, b)",
+            "public.c",
+            "public",
+            "CREATE TABLE public.c (z int) INHERITS (a, b)",
+        ),
+        (
+            "CREATE TABLE t OF pair (a PRIMARY KEY)",
+            "public.t",
+            "public",
+            "CREATE TABLE public.t OF pair (a PRIMARY KEY)",
+        ),
+        (
+            "CREATE TABLE t (x text DEFAULT $$a;b$$ CHECK (x <> $q$;$q$))",
+            "public.t",
+            "public",
+            "CREATE TABLE public.t (x text DEFAULT $$a;b$$ CHECK (x <> $q$;$q$))",
+        ),
+        (
+            "CREATE TABLE t (x text DEFAULT 'a;b' CHECK (x ~ '^\\d+;$'))",
+            "public.t",
+            "public",
+            "CREATE TABLE public.t (x text DEFAULT 'a;b' CHECK (x ~ '^\\d+;$'))",
+        ),
+        (
+            "-- make t\n/* lead */ CREATE TABLE t ( -- id\n x int /* ; */ ) -- tail",
+            "public.t",
+            "public",
+            "CREATE TABLE public.t ( -- id\n x int /* ; */ )",
+        ),
+        (
+            'CREATE TABLE U&"d\\0061t\\+000061" (x int)',
+            "public.data",
+            "public",
+            "CREATE TABLE public.data (x int)",
+        ),
+        (
+            "CREATE TABLE U&\"d!0061ta\" UESCAPE '!' (x int)",
+            "public.data",
+            "public",
+            "CREATE TABLE public.data (x int)",
+        ),
+        (
+            'CREATE TABLE "Ünïcode Täble" (ä int)',
+            'public."Ünïcode Täble"',
+            "public",
+            'CREATE TABLE public."Ünïcode Täble" (ä int)',
+        ),
+        (
+            "CREATE TABLE Ärger (x int)",  # only ASCII letters fold to lower case
+            'public."Ärger"',
+            "public",
+            'CREATE TABLE public."Ärger" (x int)',
+        ),
+        (
+            "CREATE TABLE t_" + "x" * 70 + " (x int)",
+            "public.t_" + "x" * 61,
+            "public",
+            "CREATE TABLE public.t_" + "x" * 61 + " (x int)",
+        ),
+    ],
+)
+def test_create_table_sql(query: str, identity: str, search_path: str, sql: str) -> None:
+    assert create_sql(query, identity, search_path) == sql
+
+
+def test_create_table_each_firing_of_a_multi_statement_query() -> None:
+    query = (
+        "CREATE TABLE a (x int); INSERT INTO a VALUES (1);\n"
+        "CREATE TABLE b (begin int, y text DEFAULT 'it''s; fine'); CREATE TABLE s.a (z int)"
+    )
+    assert create_sql(query, "public.a") == "CREATE TABLE public.a (x int)"
+    assert create_sql(query, "public.b") == (
+        "CREATE TABLE public.b (begin int, y text DEFAULT 'it''s; fine')"
+    )
+    assert create_sql(query, "s.a") == "CREATE TABLE s.a (z int)"
+
+
+def test_create_table_identical_statements_are_not_ambiguous() -> None:
+    query = "CREATE TABLE IF NOT EXISTS a (x int); CREATE TABLE IF NOT EXISTS a (x int)"
+    assert create_sql(query, "public.a") == "CREATE TABLE IF NOT EXISTS public.a (x int)"
+
+
+def test_create_table_statement_of_another_tag_is_skipped() -> None:
+    query = "CREATE TABLE t AS SELECT 1; DROP TABLE t; CREATE TABLE t (x int)"
+    assert create_sql(query, "public.t") == "CREATE TABLE public.t (x int)"
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [],  # CREATE TABLE IF NOT EXISTS on an existing table
+        [table("pg_temp.t", "pg_temp")],
+        [table("pg_temp_3.t", "pg_temp_3")],
+        [table("public.t", in_extension=True)],
+        [
+            Command("CREATE SEQUENCE", "sequence", "pg_temp", "pg_temp.t_id_seq", False),
+            table("pg_temp.t", "pg_temp"),
+        ],
+        # Even next to rows of permanent objects, a temporary table is not replicated.
+        [
+            table("pg_temp.t", "pg_temp"),
+            Command("CREATE TYPE", "type", "public", "public.x", False),
+        ],
+    ],
+)
+def test_create_table_needing_nothing(commands: list[Command]) -> None:
+    for query in ("CREATE TABLE t (x int)", "CREATE TEMP TABLE t (x int)", "SELECT f()"):
+        assert capture_command("CREATE TABLE", query, commands, "public") == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "query", "commands"),
+    [
+        ("CREATE TABLE AS", "CREATE TEMP TABLE t AS SELECT 1", [
+            Command("CREATE TABLE AS", "table", "pg_temp", "pg_temp.t", False)
+        ]),
+        ("SELECT INTO", "SELECT 1 INTO TEMPORARY t", [
+            Command("SELECT INTO", "table", "pg_temp", "pg_temp.t", False)
+        ]),
+        ("CREATE INDEX", "CREATE INDEX ON tmp (x)", [
+            Command("CREATE INDEX", "index", "pg_temp", "pg_temp.tmp_x_idx", False)
+        ]),
+        ("CREATE FUNCTION", "CREATE EXTENSION e", [
+            Command("CREATE FUNCTION", "function", "public", "public.f()", True)
+        ]),
+        ("DROP TABLE", "DROP TABLE t", []),
+        ("DROP INDEX", "DROP INDEX i", []),
+    ],
+)  # fmt: skip
+def test_other_commands_needing_nothing(tag: str, query: str, commands: list[Command]) -> None:
+    assert capture_command(tag, query, commands, "public") == []
+
+
+# --- capture_command: refusals --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "identity", "search_path", "kw"),
+    [
+        ("DO $$ BEGIN CREATE TABLE t (x int); END $$", "public.t", "public", {}),
+        ("SELECT make_tables()", "public.t", "public", {}),
+        ("EXECUTE p", "public.t", "public", {}),
+        ("CREATE TABLE t AS SELECT 1", "public.t", "public", {}),
+        ("CREATE TEMP TABLE t (x int)", "public.t", "public", {}),
+        ("CREATE TABLE other.t (x int)", "public.t", "public", {}),
+        ("CREATE TABLE u (x int)", "public.t", "public", {}),
+        ('CREATE TABLE "T" (x int)', "public.t", "public", {}),
+        # Unqualified, the statement creates in the first schema of the path.
+        ("CREATE TABLE t (x int)", "public.t", "s, public", {}),
+        ("CREATE TABLE t (x int)", "public.t", "", {}),
+        ("/* CREATE TABLE t (x int); */ SELECT f()", "public.t", "public", {}),
+        # The CREATE TABLE in the text is a no-op; the table came from the DO block.
+        (
+            "DO $$ BEGIN CREATE TABLE t (z int); END $$; CREATE TABLE IF NOT EXISTS t (x int)",
+            "public.t",
+            "public",
+            {"nested": True},
+        ),
+    ],
+)
+def test_create_table_not_in_query(
+    query: str, identity: str, search_path: str, kw: dict[str, bool]
+) -> None:
+    assert refusal(create_sql, query, identity, search_path, **kw) == (
+        NOT_IN_QUERY.format(tag="CREATE TABLE", identity=identity),
+        NOT_IN_QUERY_HINT,
+    )
+
+
+def test_create_table_ambiguous() -> None:
+    query = "CREATE TABLE IF NOT EXISTS a (x int); CREATE TABLE IF NOT EXISTS a (y int)"
+    assert refusal(create_sql, query, "public.a") == (
+        "the client's query text holds 2 different CREATE TABLE statements for public.a",
+        "Send each of these statements as a query of its own.",
+    )
+    query = "CREATE TABLE a (x int); DROP TABLE a; CREATE TABLE public.a (x int)"
+    assert refusal(create_sql, query, "public.a")[0] == (
+        "the client's query text holds 2 different CREATE TABLE statements for public.a"
+    )
+
+
+def test_create_table_backslash_with_standard_conforming_strings_off() -> None:
+    query = "CREATE TABLE t (x text DEFAULT 'a\\'';')"
+    kw = {"standard_conforming_strings": False}
+    assert refusal(create_sql, query, "public.t", **kw) == (
+        "the CREATE TABLE statement for public.t has a backslash in a string literal while"
+        " standard_conforming_strings is off",
+        "Write such literals as E'...' strings, or turn standard_conforming_strings on.",
+    )
+    query = "CREATE TABLE t (x text DEFAULT E'a\\';' CHECK (x <> 'b'))"
+    assert create_sql(query, "public.t", **kw) == (
+        "CREATE TABLE public.t (x text DEFAULT E'a\\';' CHECK (x <> 'b'))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tag", "query", "commands", "message", "hint"),
+    [
+        (
+            "CREATE TABLE AS",
+            "CREATE TABLE t AS SELECT 1",
+            [Command("CREATE TABLE AS", "table", "public", "public.t", False)],
+            "CREATE TABLE AS on public.t cannot be replicated",
+            CTAS_HINT,
+        ),
+        (
+            "SELECT INTO",
+            "SELECT 1 AS x INTO t",
+            [Command("SELECT INTO", "table", "public", "public.t", False)],
+            "SELECT INTO on public.t cannot be replicated",
+            CTAS_HINT,
+        ),
+        (
+            "ALTER TABLE",
+            "ALTER TABLE t ADD COLUMN y int",
+            [Command("ALTER TABLE", "table", "public", "public.t", False)],
+            "ALTER TABLE on public.t cannot be replicated",
+            ONLY_HINT,
+        ),
+        (
+            "CREATE INDEX",
+            'CREATE INDEX ON "S"."T" (x)',
+            [Command("CREATE INDEX", "index", "S", '"S"."T_x_idx"', False)],
+            'CREATE INDEX on "S"."T_x_idx" cannot be replicated',
+            ONLY_HINT,
+        ),
+        (
+            "CREATE SCHEMA",
+            "CREATE SCHEMA s CREATE TABLE t (x int)",
+            [
+                Command("CREATE SCHEMA", "schema", None, "s", False),
+                Command("CREATE TABLE", "table", "s", "s.t", False),
+            ],
+            "CREATE SCHEMA on s, s.t cannot be replicated",
+            ONLY_HINT,
+        ),
+        (
+            "GRANT",
+            "GRANT SELECT ON t TO bob",
+            [Command("GRANT", "TABLE", None, None, False)],
+            "GRANT cannot be replicated",
+            ONLY_HINT,
+        ),
+        (
+            "ALTER TABLE",
+            "ALTER TABLE IF EXISTS missing ADD COLUMN y int",
+            [],
+            "ALTER TABLE cannot be replicated",
+            ONLY_HINT,
+        ),
+        (
+            "CREATE TABLE",
+            "CREATE TABLE t (x int)",
+            [table("public.t"), table("public.u")],
+            "CREATE TABLE on public.t, public.u cannot be replicated: the event trigger"
+            " reported 2 tables",
+            "Please report this to the pg_follower_py developers.",
+        ),
+    ],
+)
+def test_unsupported_commands(
+    tag: str, query: str, commands: list[Command], message: str, hint: str
+) -> None:
+    assert refusal(capture_command, tag, query, commands, "public") == (message, hint)
+
+
+def test_unsupported_is_an_exception_with_message_and_hint() -> None:
+    exc = Unsupported("m", "h")
+    assert isinstance(exc, Exception)
+    assert (exc.message, exc.hint, str(exc)) == ("m", "h", "m")
+
+
+def test_bad_search_path_is_a_caller_error() -> None:
+    with pytest.raises(ValueError, match="not a list of schema names"):
+        capture_command("CREATE TABLE", "CREATE TABLE t ()", [table("public.t")], "public; x")
+
+
+# --- capture_drop -----------------------------------------------------------------
+
+MIXED = dropped('"My Schema"."Mixed"', "My Schema", "Mixed")
+MIXED_SEQ = dropped(
+    '"My Schema"."Mixed_id_seq"',
+    "My Schema",
+    "Mixed_id_seq",
+    original=False,
+    object_type="sequence",
+)
+P = dropped("public.p", "public", "p")
+P1 = dropped("public.p1", "public", "p1", original=False)
+TT = dropped("pg_temp.tt", "pg_temp", "tt", temporary=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "objects", "identity", "sql"),
+    [
+        ("DROP TABLE p", [P, P1], "public.p", "DROP TABLE public.p"),
+        ("drop table P;", [P], "public.p", "DROP TABLE public.p"),
+        ("DROP TABLE public.p RESTRICT", [P], "public.p", "DROP TABLE public.p"),
+        ("DROP TABLE p CASCADE", [P, P1], "public.p", "DROP TABLE public.p CASCADE"),
+        (
+            'DROP TABLE p, tt, "My Schema"."Mixed" CASCADE',
+            [MIXED, MIXED_SEQ, TT, P, P1],
+            '"My Schema"."Mixed", public.p',
+            'DROP TABLE "My Schema"."Mixed", public.p CASCADE',
+        ),
+        (
+            "DROP TABLE IF EXISTS p, missing, tt",
+            [TT, P],
+            "public.p",
+            "DROP TABLE public.p",
+        ),
+        (
+            "CREATE TABLE x (y int); DROP TABLE x; -- p\nDROP TABLE p",
+            [P],
+            "public.p",
+            "DROP TABLE public.p",
+        ),
+        (
+            "DROP TABLE IF EXISTS p CASCADE; CREATE TABLE p (); DROP TABLE IF EXISTS p CASCADE",
+            [P],
+            "public.p",
+            "DROP TABLE public.p CASCADE",
+        ),
+    ],
+)
+def test_drop_table(query: str, objects: list[DroppedObject], identity: str, sql: str) -> None:
+    assert capture_drop("DROP TABLE", query, objects, 'public, "My Schema"') == [
+        {
+            "v": FORMAT_VERSION,
+            "kind": "drop_table",
+            "tag": "DROP TABLE",
+            "identity": identity,
+            "search_path": 'public, "My Schema"',
+            "sql": sql,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tag", "objects"),
+    [
+        (
+            "DROP TABLE",
+            [TT, dropped("pg_temp.tt", "pg_temp", "tt", original=False, temporary=True)],
+        ),
+        ("DROP TABLE", [dropped("pg_temp_3.t", "pg_temp_3", "t")]),
+        ("DROP TABLE", []),
+        ("DROP INDEX", [dropped("pg_temp.i", "pg_temp", "i", temporary=True, object_type="index")]),
+        ("ALTER TABLE", [dropped("public.t.x", "public", None, object_type="table column")]),
+        ("DROP TABLE", [P1]),
+    ],
+)
+def test_drop_needing_nothing(tag: str, objects: list[DroppedObject]) -> None:
+    assert capture_drop(tag, "DROP TABLE tt", objects, "public") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "objects", "search_path", "kw"),
+    [
+        ("DO $$ BEGIN DROP TABLE p; END $$", [P], "public", {}),
+        ("SELECT drop_things()", [P], "public", {}),
+        ("DROP TABLE q", [P], "public", {}),
+        ("DROP TABLE other.p", [P], "public", {}),
+        ("DROP TABLE p", [P], "s", {}),
+        ("DROP TABLE p, q", [P], "public", {}),
+        ("DROP TABLE p", [P, dropped("public.q", "public", "q")], "public", {}),
+        ("DROP VIEW p", [P], "public", {}),
+        ('DROP TABLE p, "q" cascade', [P], "public", {}),
+        ('DROP TABLE p "cascade"', [P], "public", {}),
+        ("DROP TABLE p", [P], "public", {"nested": True}),
+    ],
+)
+def test_drop_table_not_in_query(
+    query: str, objects: list[DroppedObject], search_path: str, kw: dict[str, bool]
+) -> None:
+    identity = ", ".join(o.object_identity or "" for o in objects if o.original)
+    assert refusal(capture_drop, "DROP TABLE", query, objects, search_path, **kw) == (
+        NOT_IN_QUERY.format(tag="DROP TABLE", identity=identity),
+        NOT_IN_QUERY_HINT,
+    )
+
+
+def test_drop_table_ambiguous_cascade() -> None:
+    query = "DROP TABLE IF EXISTS p; CREATE TABLE p (); DROP TABLE p CASCADE"
+    assert refusal(capture_drop, "DROP TABLE", query, [P], "public") == (
+        "the client's query text holds 2 different DROP TABLE statements for public.p",
+        "Send each of these statements as a query of its own.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("tag", "query", "objects", "message"),
+    [
+        (
+            "DROP INDEX",
+            "DROP INDEX i",
+            [dropped("public.i", "public", "i", object_type="index")],
+            "DROP INDEX on public.i cannot be replicated",
+        ),
+        (
+            "DROP SCHEMA",
+            "DROP SCHEMA s CASCADE",
+            [
+                dropped("s", None, "s", object_type="schema"),
+                dropped("s.t", "s", "t", original=False),
+            ],
+            "DROP SCHEMA on s cannot be replicated",
+        ),
+        (
+            "DROP OWNED",
+            "DROP OWNED BY bob",
+            [P, dropped("public.q", "public", "q")],
+            "DROP OWNED on public.p, public.q cannot be replicated",
+        ),
+    ],
+)
+def test_drop_unsupported(tag: str, query: str, objects: list[DroppedObject], message: str) -> None:
+    assert refusal(capture_drop, tag, query, objects, "public") == (message, ONLY_HINT)
+
+
+def test_drop_table_of_something_else_is_reported() -> None:
+    objects = [dropped("public.f", "public", "f", object_type="foreign table")]
+    assert refusal(capture_drop, "DROP TABLE", "DROP TABLE f", objects, "public") == (
+        "DROP TABLE on public.f cannot be replicated: the event trigger reported a foreign table",
+        "Please report this to the pg_follower_py developers.",
+    )
+
+
+# --- The module itself ----------------------------------------------------------
+
+
+def test_ddl_imports_only_the_standard_library() -> None:
+    # The server's PL/Python imports this module with nothing but Debian's python3.
+    tree = ast.parse(Path(ddl.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
