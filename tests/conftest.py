@@ -159,6 +159,15 @@ def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
             ).fetchall():
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+        with _admin(down_cluster) as conn:
+            # Origins are cluster-wide: drop this database's, so tests can
+            # check the origin catalog starts empty.
+            conn.execute(
+                "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin"
+                " WHERE roname LIKE 'pgf\\_' || (SELECT oid FROM pg_database"
+                " WHERE datname = %s) || '\\_%%'",
+                [dbname],
+            )
         for cluster in clusters:
             with _admin(cluster) as conn:
                 conn.execute(f"DROP DATABASE {dbname} WITH (FORCE)")

@@ -52,6 +52,10 @@ def _quote_literal(value: str) -> str:
 
 def start_follow(plpy: Plpy, conninfo: str | None, name: str | None, copy_data: bool) -> None:
     """Validate, register the subscription and make sure a worker serves it."""
+    if conninfo and "password" in conninfo.lower():
+        # On error the server logs the failing statement, password and all;
+        # not for the rest of this transaction.
+        plpy.execute("SELECT set_config('log_min_error_statement', 'panic', true)")
     if name is None or not name.strip():
         _fail(
             plpy,

@@ -76,7 +76,9 @@ class ReplicationConnection:
         self.conn.close()
 
     def query(self, sql: str) -> list[tuple[object, ...]]:
-        return self.conn.execute(sql.encode()).fetchall()
+        """Run one command; its rows, or [] for a command that returns none."""
+        cur = self.conn.execute(sql.encode())
+        return cur.fetchall() if cur.description else []
 
     def slot_exists(self, name: str) -> bool:
         rows = self.query(
