@@ -38,13 +38,14 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-# The extension, reinstalled when its sources change.
+# The extension, reinstalled when its sources change. The hash lives with the
+# installed files, so a clone of the same sources needs no (sudo) reinstall.
 src_hash=$(cat extension/*.control sql/*.sql Makefile pyproject.toml \
            $(find python -name '*.py' | sort) | sha1sum | cut -c1-12)
-installed="$(pg_config --sharedir)/extension/pg_follower_py.control"
-if [ ! -f "$installed" ] || [ "$(cat .venv/.installed 2>/dev/null)" != "$src_hash" ]; then
+stamp_file="$(pg_config --sharedir)/pg_follower_py/source-hash"
+if [ "$(cat "$stamp_file" 2>/dev/null)" != "$src_hash" ]; then
     echo "bootstrap: make install"
     quiet make -s all
     quiet "${SUDO[@]}" make -s install PYTHON="$PWD/.venv/bin/python"
-    echo "$src_hash" > .venv/.installed
+    echo "$src_hash" | quiet "${SUDO[@]}" tee "$stamp_file"
 fi

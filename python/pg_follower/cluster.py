@@ -221,8 +221,12 @@ class Cluster:
         }
         return " ".join(f"{k}={_quote(v)}" for k, v in parts.items())
 
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        """Run SQL through psql (as a user would); return its output, raise on error."""
+    def psql(self, sql: str, dbname: str = "postgres", notices: bool = False) -> str:
+        """Run SQL through psql (as a user would); return its output, raise on error.
+
+        With ``notices``, the server's NOTICE and WARNING lines come first, as
+        psql shows them.
+        """
         argv = [
             str(bindir() / "psql"),
             "-X",
@@ -236,7 +240,7 @@ class Cluster:
         res = subprocess.run(argv, capture_output=True, text=True, env=_clean_env())
         if res.returncode != 0:
             raise FollowerError(f"psql failed: {res.stderr.strip()}")
-        return res.stdout
+        return (res.stderr if notices else "") + res.stdout
 
 
 def _quote(value: str) -> str:

@@ -19,7 +19,7 @@ def _say(text: str) -> None:
 
 def _run(cluster: Cluster, label: str, statement: str) -> str:
     _say(f"{label}=# {statement}")
-    out = cluster.psql(statement)
+    out = cluster.psql(statement, notices=True)
     _say(out.rstrip("\n") + "\n")
     return out
 
@@ -87,6 +87,8 @@ def run_demo(keep: bool = False) -> int:
                 + down.psql("SELECT * FROM follow_status")
             )
         _run(down, "downstream", "SELECT * FROM foo;")
+        target = _scalar(up, "SELECT pg_current_wal_lsn()")
+        wait_for(f"SELECT applied_lsn >= '{target}' FROM follow_status", down, 30)
         _run(
             down,
             "downstream",

@@ -1,0 +1,344 @@
+-- pgTAP tests of pg_follower_py's DDL capture (the event triggers
+-- pg_follower_py_ddl and pg_follower_py_drop), run by
+-- tests/integration/test_pgtap.py (pg_prove) in a fresh database with pgtap and
+-- pg_follower_py installed, on a cluster with wal_level = logical.
+--
+-- Covered:
+--   * pgfollower.is_followed() is true with a pgoutput slot named pgf_... on
+--     this database, false without;
+--   * a followed top-level CREATE TABLE writes, in its own transaction, one
+--     transactional 'pg_follower_py' message holding the schema-qualified
+--     statement, then the empty 'pg_follower_py.pad' message (decoded from the
+--     slot with pgoutput, proto_version 2, messages on);
+--   * pgfollower.capture_ddl()/capture_drop(), called directly: CREATE TABLE
+--     (unqualified, qualified, quoted, in a multi-statement query) becomes its
+--     schema-qualified statement; a keyless table also gets its REPLICA
+--     IDENTITY FULL message; nothing for DROP tags, extension members,
+--     temporary tables or CREATE TABLE IF NOT EXISTS of an existing table;
+--     refusals for DDL run nested and for backslashes in strings when
+--     standard_conforming_strings is off; DROP TABLE [IF EXISTS] ... CASCADE;
+--   * refusals end to end, with their exact messages, while followed: CREATE
+--     TABLE AS, SELECT INTO, ALTER TABLE, CREATE INDEX, CREATE VIEW, CREATE
+--     TABLE and DROP TABLE inside a DO block;
+--   * SET LOCAL pg_follower_py.unsupported_ddl = 'warn' (any case) lets them
+--     run and emits nothing for them; an invalid value is an error of its own;
+--   * temporary tables (CREATE TEMP TABLE [AS], SELECT INTO TEMP, ALTER, CREATE
+--     INDEX, DROP, in a DO block) never error and keep their replica identity;
+--   * with the publication, a keyless table gets REPLICA IDENTITY FULL (at
+--     creation, and existing ones from ensure_publication()); a table with a
+--     primary key, or created before the publication existed, keeps DEFAULT;
+--   * not followed (slot dropped): refused DDL runs untouched.
+--
+-- Known bugs, as TODO tests (they fail without failing the run):
+--   * ensure_publication() is refused by the event trigger (CREATE PUBLICATION
+--     cannot be replicated) when the database is followed and the
+--     publication does not exist yet;
+--   * GRANT on a temporary table is refused while followed (pgTAP's own
+--     plan() does that, hence the plan before the slot);
+--   * DDL by a non-superuser fails: the triggers call pgfollower functions the
+--     caller may not use (permission denied for schema pgfollower, or for
+--     function capture_ddl when followed).
+--
+-- Logical decoding only sees committed transactions, so the end-to-end WAL
+-- check decodes one CREATE TABLE committed before the test transaction. Slots
+-- are not transactional: the slot is created outside the transaction and is
+-- TEMPORARY, so the server drops it when this session ends, even if a
+-- statement fails and ON_ERROR_STOP ends the script early (the server also
+-- drops a session's temporary slots on any top-level error). The test
+-- transaction drops it itself near its end, to test the unfollowed case; the
+-- DO block after ROLLBACK drops it if that point was not reached.
+--
+-- Statements that must be captured run as plain top-level statements:
+-- throws_ok/lives_ok run theirs through EXECUTE in PL/pgSQL, which the trigger
+-- sees as DDL not in the client's query text. The PL/pgSQL caller sees
+-- plpy.error(msg) as "plpy.Error: msg".
+\set ON_ERROR_STOP true
+SET client_min_messages = warning;
+
+-- The plan comes first, before the database is followed: plan() runs GRANT on
+-- its temporary tables, which the trigger refuses while followed (a bug, see
+-- the TODO test below). Its temporary tables live as long as the session.
+SELECT plan(52);
+
+-- Not followed yet: clear what an interrupted earlier run may have left.
+DROP TABLE IF EXISTS tap_committed;
+-- One slot name per database, so that runs on other databases do not collide.
+SELECT 'pgf_tap_' || oid AS tap_slot FROM pg_database WHERE datname = current_database() \gset
+SELECT slot_name AS tap_slot_created
+  FROM pg_create_logical_replication_slot(:'tap_slot', 'pgoutput', true) \gset
+-- Followed now: captured, committed, and the only transaction the slot decodes.
+CREATE TABLE tap_committed (id int PRIMARY KEY);
+
+BEGIN;
+SET LOCAL client_min_messages = warning;
+
+-- The messages the slot decodes: prefix, flags and content of each 'M' record.
+CREATE TEMP TABLE tap_wal AS
+SELECT c.n,
+       convert_from(substr(c.data, 11, z.z - 1), 'UTF8') COLLATE "default" AS prefix,
+       get_byte(c.data, 1) AS flags,
+       convert_from(substr(c.data, 11 + z.z + 4), 'UTF8') COLLATE "default" AS content
+  FROM pg_logical_slot_peek_binary_changes(:'tap_slot', NULL, NULL,
+           'proto_version', '2', 'publication_names', 'pg_follower_py', 'messages', 'true')
+           WITH ORDINALITY AS c(lsn, xid, data, n)
+ CROSS JOIN LATERAL (SELECT position('\x00'::bytea IN substr(c.data, 11)) AS z) z
+ WHERE get_byte(c.data, 0) = ascii('M');
+
+------------------------------------------------------------------------------
+-- Followed: what reaches the WAL
+------------------------------------------------------------------------------
+SELECT ok(pgfollower.is_followed(), 'with a pgoutput slot named pgf_... the database is followed');
+SELECT results_eq(
+    'SELECT prefix, flags FROM tap_wal ORDER BY n',
+    $$VALUES ('pg_follower_py', 1), ('pg_follower_py.pad', 1)$$,
+    'a committed CREATE TABLE wrote one transactional DDL message, then the pad');
+SELECT is(
+    (SELECT content::jsonb FROM tap_wal WHERE prefix = 'pg_follower_py'),
+    '{"v": 1, "kind": "create_table", "tag": "CREATE TABLE", "identity": "public.tap_committed",
+      "search_path": "public", "sql": "CREATE TABLE public.tap_committed (id int PRIMARY KEY)"}'::jsonb,
+    'the DDL message replays the CREATE TABLE with its schema-qualified name');
+SELECT is((SELECT content FROM tap_wal WHERE prefix = 'pg_follower_py.pad'), '',
+          'the pad message is empty');
+
+------------------------------------------------------------------------------
+-- Replica identity and the publication
+------------------------------------------------------------------------------
+CREATE TABLE tap_early (a int);
+SELECT is((SELECT relreplident::text FROM pg_class WHERE oid = 'tap_early'::regclass), 'd',
+          'without the publication a keyless table keeps REPLICA IDENTITY DEFAULT');
+SELECT todo('ensure_publication() runs CREATE PUBLICATION, which the event trigger refuses'
+            ' while the database is followed', 1);
+SELECT lives_ok('SELECT pgfollower.ensure_publication()',
+                'ensure_publication() works on a followed database');
+-- Until then, the way the refusal's hint says (a no-op once the TODO passes).
+SET LOCAL pg_follower_py.unsupported_ddl = 'warn';
+SET LOCAL client_min_messages = error;
+SELECT pgfollower.ensure_publication() IS NULL AS published \gset
+RESET pg_follower_py.unsupported_ddl;
+SET LOCAL client_min_messages = warning;
+SELECT ok(EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py' AND puballtables),
+          'ensure_publication() created the publication pg_follower_py FOR ALL TABLES');
+SELECT is((SELECT relreplident::text FROM pg_class WHERE oid = 'tap_early'::regclass), 'f',
+          'ensure_publication() gave the existing keyless table REPLICA IDENTITY FULL');
+
+-- Plain top-level statements: captured, not refused.
+CREATE TABLE tap_nokey (a int, b text);
+CREATE TABLE tap_keyed (id int PRIMARY KEY, v text);
+CREATE TABLE "Tap Mixed" (id int PRIMARY KEY);
+SELECT results_eq(
+    $$SELECT relname::text COLLATE "default", relreplident::text FROM pg_class
+       WHERE relname IN ('tap_nokey', 'tap_keyed', 'Tap Mixed') ORDER BY 1$$,
+    $$VALUES ('Tap Mixed', 'd'), ('tap_keyed', 'd'), ('tap_nokey', 'f')$$,
+    'with the publication a new keyless table gets REPLICA IDENTITY FULL, a keyed one not');
+
+------------------------------------------------------------------------------
+-- capture_ddl / capture_drop, called directly
+------------------------------------------------------------------------------
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE', 'CREATE TABLE tap_keyed (id int PRIMARY KEY, v text)',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_table", "tag": "CREATE TABLE", "identity": "public.tap_keyed",
+            "search_path": "public",
+            "sql": "CREATE TABLE public.tap_keyed (id int PRIMARY KEY, v text)"}'::jsonb],
+    'capture_ddl: an unqualified CREATE TABLE is replayed schema-qualified');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE',
+        'SELECT 1; /* x */ create table public.tap_keyed(id int primary key, v text) ; SELECT 2',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'tap_other, public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_table", "tag": "CREATE TABLE", "identity": "public.tap_keyed",
+            "search_path": "tap_other, public",
+            "sql": "create table public.tap_keyed(id int primary key, v text)"}'::jsonb],
+    'capture_ddl: only the CREATE TABLE statement of a multi-statement query is replayed');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE', 'CREATE TABLE "Tap Mixed" (id int PRIMARY KEY)',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.\"Tap Mixed\"", "in_extension": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_table", "tag": "CREATE TABLE", "identity": "public.\"Tap Mixed\"",
+            "search_path": "public",
+            "sql": "CREATE TABLE public.\"Tap Mixed\" (id int PRIMARY KEY)"}'::jsonb],
+    'capture_ddl: a quoted name is replayed quoted');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE', 'CREATE TABLE tap_nokey (a int, b text)',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_nokey", "in_extension": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_table", "tag": "CREATE TABLE", "identity": "public.tap_nokey",
+            "search_path": "public", "sql": "CREATE TABLE public.tap_nokey (a int, b text)"}'::jsonb,
+          '{"v": 1, "kind": "replica_identity", "tag": "ALTER TABLE", "identity": "public.tap_nokey",
+            "search_path": "public", "sql": "ALTER TABLE public.tap_nokey REPLICA IDENTITY FULL"}'::jsonb],
+    'capture_ddl: a keyless table''s REPLICA IDENTITY FULL is replayed after it');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE', 'CREATE TABLE IF NOT EXISTS tap_keyed (id int)', '[]',
+                           'public', false, true),
+    '{}'::text[], 'capture_ddl: nothing for CREATE TABLE IF NOT EXISTS of an existing table');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TABLE', 'CREATE TEMP TABLE tap_t (id int)',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "pg_temp_3",
+           "object_identity": "pg_temp_3.tap_t", "in_extension": false}]',
+        'public', false, true),
+    '{}'::text[], 'capture_ddl: nothing for a temporary table');
+SELECT is(
+    pgfollower.capture_ddl('ALTER TABLE', 'CREATE EXTENSION x',
+        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.x_config", "in_extension": true}]',
+        'public', false, true),
+    '{}'::text[], 'capture_ddl: nothing for an extension''s own objects');
+SELECT is(
+    pgfollower.capture_ddl('DROP TABLE', 'DROP TABLE tap_keyed', '[]', 'public', false, true),
+    '{}'::text[], 'capture_ddl: nothing for a DROP (the sql_drop trigger handles it)');
+SELECT throws_ok(
+    $$SELECT pgfollower.capture_ddl('CREATE TABLE', 'SELECT f()',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', true, true)$$,
+    NULL,
+    'plpy.Error: pg_follower_py: the CREATE TABLE statement for public.tap_keyed is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'capture_ddl: nested DDL is refused');
+SELECT throws_ok(
+    $$SELECT pgfollower.capture_ddl('CREATE TABLE',
+        'CREATE TABLE tap_keyed (id int PRIMARY KEY, v text DEFAULT ''a\b'')',
+        '[{"command_tag": "CREATE TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', false, false)$$,
+    NULL,
+    'plpy.Error: pg_follower_py: the CREATE TABLE statement for public.tap_keyed has a backslash'
+    ' in a string literal while standard_conforming_strings is off',
+    'capture_ddl: a backslash in a string with standard_conforming_strings off is refused');
+SELECT is(
+    pgfollower.capture_drop('DROP TABLE', 'DROP TABLE tap_keyed CASCADE',
+        '[{"object_type": "table", "schema_name": "public", "object_name": "tap_keyed",
+           "object_identity": "public.tap_keyed", "original": true, "is_temporary": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "drop_table", "tag": "DROP TABLE", "identity": "public.tap_keyed",
+            "search_path": "public", "sql": "DROP TABLE public.tap_keyed CASCADE"}'::jsonb],
+    'capture_drop: DROP TABLE ... CASCADE is replayed schema-qualified');
+SELECT is(
+    pgfollower.capture_drop('DROP TABLE', 'DROP TABLE IF EXISTS tap_gone, tap_keyed',
+        '[{"object_type": "table", "schema_name": "public", "object_name": "tap_keyed",
+           "object_identity": "public.tap_keyed", "original": true, "is_temporary": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "drop_table", "tag": "DROP TABLE", "identity": "public.tap_keyed",
+            "search_path": "public", "sql": "DROP TABLE public.tap_keyed"}'::jsonb],
+    'capture_drop: DROP TABLE IF EXISTS replays the drop of what existed');
+
+------------------------------------------------------------------------------
+-- Refusals, end to end
+------------------------------------------------------------------------------
+SELECT throws_ok('CREATE TABLE tap_ctas AS SELECT 1 AS a', NULL,
+    'plpy.Error: pg_follower_py: CREATE TABLE AS on public.tap_ctas cannot be replicated',
+    'CREATE TABLE AS is refused');
+SELECT throws_ok('SELECT 1 AS a INTO tap_into', NULL,
+    'plpy.Error: pg_follower_py: SELECT INTO on public.tap_into cannot be replicated',
+    'SELECT INTO is refused');
+SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note text', NULL,
+    'plpy.Error: pg_follower_py: ALTER TABLE on public.tap_keyed cannot be replicated',
+    'ALTER TABLE is refused');
+SELECT throws_ok('CREATE INDEX tap_keyed_v ON tap_keyed (v)', NULL,
+    'plpy.Error: pg_follower_py: CREATE INDEX on public.tap_keyed_v cannot be replicated',
+    'CREATE INDEX is refused');
+SELECT throws_ok('CREATE VIEW tap_view AS SELECT 1 AS a', NULL,
+    'plpy.Error: pg_follower_py: CREATE VIEW on public.tap_view cannot be replicated',
+    'CREATE VIEW is refused');
+SELECT throws_ok('DO $$ BEGIN CREATE TABLE tap_in_do (id int PRIMARY KEY); END $$', NULL,
+    'plpy.Error: pg_follower_py: the CREATE TABLE statement for public.tap_in_do is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'CREATE TABLE in a DO block is refused');
+SELECT throws_ok('DO $$ BEGIN DROP TABLE tap_keyed; END $$', NULL,
+    'plpy.Error: pg_follower_py: the DROP TABLE statement for public.tap_keyed is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'DROP TABLE in a DO block is refused');
+
+-- Plain top-level DROP TABLE: captured, not refused.
+DROP TABLE "Tap Mixed";
+SELECT hasnt_table('public', 'Tap Mixed', 'a plain DROP TABLE runs while followed');
+
+------------------------------------------------------------------------------
+-- pg_follower_py.unsupported_ddl
+------------------------------------------------------------------------------
+SET LOCAL pg_follower_py.unsupported_ddl = 'warn';
+SET LOCAL client_min_messages = error;  -- the WARNINGs are expected
+SELECT lives_ok('CREATE TABLE tap_ctas AS SELECT 1 AS a', 'warn: CREATE TABLE AS runs');
+SELECT lives_ok('ALTER TABLE tap_keyed ADD COLUMN note text', 'warn: ALTER TABLE runs');
+SELECT lives_ok('DO $$ BEGIN CREATE TABLE tap_in_do (id int PRIMARY KEY); END $$',
+                'warn: CREATE TABLE in a DO block runs');
+SELECT is(
+    pgfollower.capture_ddl('ALTER TABLE', 'ALTER TABLE tap_keyed ADD COLUMN note text',
+        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', false, true),
+    '{}'::text[], 'warn: nothing is emitted for the refused DDL');
+SET LOCAL pg_follower_py.unsupported_ddl = 'WARN';
+SELECT lives_ok('ALTER TABLE tap_keyed ADD COLUMN note2 text', 'the setting''s value is case-insensitive');
+SET LOCAL client_min_messages = warning;
+SET LOCAL pg_follower_py.unsupported_ddl = 'bogus';
+SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note3 text', NULL,
+    'plpy.Error: invalid value for pg_follower_py.unsupported_ddl: "bogus"',
+    'an invalid pg_follower_py.unsupported_ddl is an error of its own');
+RESET pg_follower_py.unsupported_ddl;
+SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note3 text', NULL,
+    'plpy.Error: pg_follower_py: ALTER TABLE on public.tap_keyed cannot be replicated',
+    'reset: unsupported DDL is refused again');
+
+------------------------------------------------------------------------------
+-- Temporary tables never error
+------------------------------------------------------------------------------
+SELECT lives_ok('CREATE TEMP TABLE tap_tmp AS SELECT 1 AS a', 'CREATE TEMP TABLE AS runs');
+-- PL/pgSQL's EXECUTE runs a SELECT INTO, then rejects it: the trigger let it by.
+SELECT throws_ok('SELECT 1 AS a INTO TEMP tap_tmp2', '0A000',
+    'EXECUTE of SELECT ... INTO is not implemented', 'SELECT INTO TEMP runs');
+SELECT lives_ok('CREATE TABLE pg_temp.tap_tmp3 (a int)', 'CREATE TABLE pg_temp.x runs');
+SELECT lives_ok('ALTER TABLE tap_tmp ADD COLUMN b int', 'ALTER TABLE of a temporary table runs');
+SELECT lives_ok('CREATE INDEX ON tap_tmp (a)', 'CREATE INDEX on a temporary table runs');
+SELECT lives_ok('DO $$ BEGIN CREATE TEMP TABLE tap_tmp4 (a int); DROP TABLE tap_tmp4; END $$',
+                'temporary tables made and dropped in a DO block run');
+SELECT is((SELECT relreplident::text FROM pg_class WHERE oid = 'tap_tmp3'::regclass), 'd',
+          'a keyless temporary table keeps REPLICA IDENTITY DEFAULT');
+SELECT todo('GRANT reports no schema for its objects, so it is not recognised as temporary', 1);
+SELECT lives_ok('GRANT SELECT ON tap_tmp TO PUBLIC', 'GRANT on a temporary table runs');
+SELECT lives_ok('DROP TABLE tap_tmp, tap_tmp3', 'DROP of temporary tables runs');
+
+CREATE ROLE pgf_tap_user;
+SET LOCAL ROLE pgf_tap_user;
+SELECT todo('the event trigger calls pgfollower.capture_ddl(), which PUBLIC may not execute', 1);
+SELECT lives_ok('CREATE TEMP TABLE tap_user_tmp (a int)',
+                'a non-superuser''s temporary table never errors either');
+RESET ROLE;
+
+------------------------------------------------------------------------------
+-- Not followed
+------------------------------------------------------------------------------
+SELECT count(pg_drop_replication_slot(slot_name)) AS tap_slots_dropped
+  FROM pg_replication_slots WHERE slot_name = :'tap_slot' \gset
+SELECT ok(NOT pgfollower.is_followed(), 'without a pgf_ slot the database is not followed');
+SELECT lives_ok('ALTER TABLE tap_keyed ADD COLUMN other int', 'not followed: ALTER TABLE runs');
+SELECT lives_ok('CREATE TABLE tap_ctas2 AS SELECT 1 AS a', 'not followed: CREATE TABLE AS runs');
+SELECT lives_ok('DO $$ BEGIN CREATE TABLE tap_in_do2 (a int); END $$',
+                'not followed: CREATE TABLE in a DO block runs');
+SELECT is((SELECT relreplident::text FROM pg_class WHERE oid = 'tap_in_do2'::regclass), 'f',
+          'not followed: a new keyless table still gets REPLICA IDENTITY FULL (published)');
+SET LOCAL ROLE pgf_tap_user;
+DISCARD PLANS;  -- as a new session would: the triggers' queries are parsed again, as this role
+SELECT todo('the event triggers use the pgfollower schema, on which PUBLIC has no USAGE', 1);
+SELECT lives_ok('CREATE TEMP TABLE tap_user_tmp2 (a int)',
+                'not followed: a non-superuser can run DDL');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
+
+-- Cleanup outside the transaction, whatever happened in it.
+DO $$
+BEGIN
+    PERFORM pg_drop_replication_slot(slot_name)
+       FROM pg_replication_slots
+      WHERE slot_name = 'pgf_tap_' || (SELECT oid FROM pg_database
+                                        WHERE datname = current_database());
+END
+$$;
+DROP TABLE tap_committed;
