@@ -12,6 +12,7 @@ REVOKE ALL ON pgfollower.worker FROM PUBLIC;
 -- The advisory lock key (classid, objid) the worker holds; see supervise.py.
 CREATE FUNCTION pgfollower.worker_pid() RETURNS integer
 LANGUAGE sql STABLE
+SECURITY DEFINER  -- follow_status readers (pg_monitor) cannot read the table
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- The worker's OS pid if a worker holds this database's lock, else NULL.

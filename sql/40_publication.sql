@@ -9,7 +9,10 @@ AS $$
 BEGIN
     -- create the publication, then give keyless tables a replica identity
     IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py') THEN
+        -- our own DDL: the capture trigger must not refuse it
+        PERFORM set_config('pg_follower_py.internal_ddl', 'on', true);
         CREATE PUBLICATION pg_follower_py FOR ALL TABLES;
+        PERFORM set_config('pg_follower_py.internal_ddl', '', true);
     END IF;
     PERFORM pgfollower.ensure_replica_identity(c.oid)
        FROM pg_class c

@@ -27,11 +27,16 @@
 --   * pgfollower.subscription and its sequence, and nothing else, are
 --     registered with pg_extension_config_dump.
 --
+-- Known bug, as a TODO test (it fails without failing the run): a pg_monitor
+-- member cannot SELECT * FROM follow_status once a subscription exists, since
+-- the view calls pgfollower.worker_pid(), which reads the pgfollower schema
+-- with the caller's rights.
+--
 -- pg_follower_py.launch_worker is off for the whole transaction: a successful
 -- start_follow would otherwise launch a worker process that outlives it. The
 -- replication origins start_follow creates are transactional and rolled back.
--- PL/Python reports plpy.error(msg) as "plpy.Error: msg"; the messages below
--- are what a client sees.
+-- PL/Python reports plpy.error(msg) as "plpy.Error: msg" (SQLSTATE XX000); the
+-- messages below are what a client sees.
 \set ON_ERROR_STOP true
 
 BEGIN;
@@ -275,7 +280,7 @@ CREATE ROLE pgf_tap_user;
 CREATE ROLE pgf_tap_monitor IN ROLE pg_monitor;
 SET LOCAL ROLE pgf_tap_user;
 SELECT throws_ok('SELECT * FROM pgfollower.subscription', '42501',
-    'permission denied for schema pgfollower', 'a non-superuser cannot use the pgfollower schema');
+    'permission denied for table subscription', 'a non-superuser cannot read the subscriptions');
 SELECT throws_ok('SELECT * FROM follow_status', '42501',
     'permission denied for view follow_status', 'a non-superuser cannot read follow_status');
 SELECT throws_ok($$SELECT start_follow('host=/nonexistent', 'evil')$$, '42501',
@@ -303,7 +308,7 @@ SELECT throws_ok($$UPDATE pgfollower.subscription SET conninfo = 'host=evil'$$, 
 RESET ROLE;
 SET LOCAL ROLE pgf_tap_monitor;
 SELECT throws_ok('SELECT * FROM pgfollower.subscription', '42501',
-    'permission denied for schema pgfollower',
+    'permission denied for table subscription',
     'pg_monitor cannot read pgfollower.subscription');
 SELECT results_eq('SELECT name, upstream FROM follow_status ORDER BY name',
     $$VALUES ('inner', 'dbname=user=v host=/nonexistent'),
