@@ -37,7 +37,7 @@ from .decode import (
     pg_timestamp_to_datetime,
     str_to_lsn,
 )
-from .errors import ApplyError, ProtocolError
+from .errors import ApplyError, ProtocolError, first_line
 
 logger = logging.getLogger("pg_follower.apply")
 
@@ -156,7 +156,7 @@ class PostgresApplier:
         diag = getattr(exc, "diag", None)
         sqlstate = getattr(exc, "sqlstate", None) or "?"
         detail = getattr(diag, "message_detail", None) if diag else None
-        message = f"{_first_line(exc)} (SQLSTATE {sqlstate})"
+        message = f"{first_line(exc)} (SQLSTATE {sqlstate})"
         if detail:
             message += f"; {detail}"
         self.rollback()
@@ -388,8 +388,3 @@ class PostgresApplier:
 
 def _ignore(_message: object) -> None:
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

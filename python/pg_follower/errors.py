@@ -26,3 +26,9 @@ class ApplyError(FollowerError):
         super().__init__(message)
         self.lsn = lsn
         self.statement = statement
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (libpq errors run on), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

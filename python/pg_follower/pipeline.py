@@ -21,7 +21,7 @@ import psycopg
 from . import PUBLICATION
 from .apply import PostgresApplier
 from .decode import Message, lsn_to_str, pg_timestamp_to_datetime
-from .errors import ApplyError, FollowerError, UpstreamError
+from .errors import ApplyError, FollowerError, UpstreamError, first_line
 from .stream import Progress, ReplicationConnection, StreamReader, worker_conninfo
 
 logger = logging.getLogger("pg_follower.pipeline")
@@ -100,7 +100,7 @@ class SubscriptionRunner(threading.Thread):
             except ApplyError as exc:
                 self._record_error(str(exc), lsn=exc.lsn, statement=exc.statement)
             except (FollowerError, psycopg.Error, OSError) as exc:
-                self._record_error(_first_line(exc))
+                self._record_error(first_line(exc))
             except Exception as exc:  # a bug: report it, keep the worker alive
                 logger.exception("subscription %s: unexpected error", self.config.name)
                 self._record_error(f"internal error: {type(exc).__name__}: {exc}")
@@ -147,7 +147,7 @@ class SubscriptionRunner(threading.Thread):
             up = psycopg.connect(worker_conninfo(cfg.conninfo), autocommit=True)
         except psycopg.OperationalError as exc:
             raise UpstreamError(
-                f"cannot connect to the upstream ({cfg.upstream}): {_first_line(exc)}"
+                f"cannot connect to the upstream ({cfg.upstream}): {first_line(exc)}"
             ) from exc
         with up:
             row = up.execute("SELECT current_setting('wal_level')").fetchone()
@@ -259,8 +259,3 @@ class SubscriptionRunner(threading.Thread):
             elif progress.last_commit_ts is not None:
                 st.lag_seconds = max(0.0, time.time() - progress.last_commit_ts)
         return st
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

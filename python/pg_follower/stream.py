@@ -32,7 +32,7 @@ from .decode import (
     standby_status_update,
     str_to_lsn,
 )
-from .errors import ProtocolError, UpstreamError
+from .errors import ProtocolError, UpstreamError, first_line
 
 logger = logging.getLogger("pg_follower.stream")
 
@@ -69,7 +69,7 @@ class ReplicationConnection:
                 worker_conninfo(conninfo), replication="database", autocommit=True
             )
         except psycopg.OperationalError as exc:
-            raise UpstreamError(f"cannot connect to the upstream: {_first_line(exc)}") from exc
+            raise UpstreamError(f"cannot connect to the upstream: {first_line(exc)}") from exc
         self.pgconn = self.conn.pgconn
 
     def close(self) -> None:
@@ -240,11 +240,6 @@ def _ident(name: str) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [

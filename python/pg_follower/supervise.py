@@ -20,7 +20,7 @@ import psycopg
 
 from . import __version__
 from . import conninfo as conninfo_mod
-from .errors import ConfigError, FollowerError
+from .errors import ConfigError, FollowerError, first_line
 from .pipeline import Backoff, SubscriptionConfig, SubscriptionRunner
 from .stream import worker_conninfo
 
@@ -51,7 +51,6 @@ class Supervisor:
         self.dsn = dsn
         self.runners: dict[int, SubscriptionRunner] = {}
         self.stop_event = threading.Event()
-        self.wake = threading.Event()
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -65,11 +64,10 @@ class Supervisor:
         self.stop()
 
     def _on_wake_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        self.wake.set()
+        """Nothing to do: the signal interrupts the wait, and the loop looks again."""
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.wake.set()
 
     # -- main loop -------------------------------------------------------------
     def run(self) -> int:
@@ -89,7 +87,7 @@ class Supervisor:
                     if self._downstream_gone():
                         logger.error("the downstream's socket directory is gone: exiting")
                         return 1
-                    logger.warning("downstream connection lost: %s", _first_line(exc))
+                    logger.warning("downstream connection lost: %s", first_line(exc))
                 if not self.stop_event.is_set():
                     self.stop_event.wait(backoff.next())
         finally:
@@ -132,7 +130,6 @@ class Supervisor:
                 self._wait(conn)
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
-        self.wake.clear()
         # Notifications wake us early; the timeout bounds how late we notice
         # a stop request or a signal.
         for _ in conn.notifies(timeout=POLL_INTERVAL, stop_after=1):
@@ -197,8 +194,3 @@ class Supervisor:
                         sub_id,
                     ],
                 )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
