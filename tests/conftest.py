@@ -121,9 +121,13 @@ def clusters() -> Iterator[tuple[Cluster, Cluster]]:
     base = make_base_dir("pgf-test-")
     up = Cluster(base, "up")
     down = Cluster(base, "down")
+    # Developers (and parallel work in other checkouts) can run the worker
+    # from a source tree instead of the installed copy.
+    worker_path = os.environ.get("PG_FOLLOWER_WORKER_PATH")
+    extra = {"pg_follower_py.worker_pythonpath": f"'{worker_path}'"} if worker_path else {}
     try:
-        up.init().start()
-        down.init({"wal_level": "replica"}).start()
+        up.init(extra).start()
+        down.init({"wal_level": "replica", **extra}).start()
         yield up, down
     finally:
         up.destroy()

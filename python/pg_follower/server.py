@@ -158,7 +158,7 @@ def stop_follow(plpy: Plpy, name: str | None) -> None:
             os.kill(pid, signal.SIGUSR1)
     plpy.execute(_plan(plpy, "SELECT pg_notify('pg_follower_py', $1)", ["text"]), [name])
     _drop_origin(plpy, row["origin_name"], wait_seconds=20)
-    error = _drop_upstream_slot(row["conninfo"], row["slot_name"])
+    error = _drop_upstream_slot(plpy, row["conninfo"], row["slot_name"])
     if error:
         plpy.warning(
             f'could not drop replication slot "{row["slot_name"]}" on the upstream'
@@ -198,13 +198,17 @@ def _worker_python() -> str:
     return "/usr/bin/python3"
 
 
-def _python_env() -> dict[str, str]:
+def _python_env(plpy: Plpy) -> dict[str, str]:
+    """Environment of the worker and helpers: the installed package first,
+    unless ``pg_follower_py.worker_pythonpath`` (superuser-only, for running a
+    development checkout's worker) puts other directories before it."""
     pydir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": pydir, "LC_ALL": "C.UTF-8"}
-    return env
+    extra = _setting(plpy, "pg_follower_py.worker_pythonpath")
+    path = f"{extra}:{pydir}" if extra else pydir
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": path, "LC_ALL": "C.UTF-8"}
 
 
-def _drop_upstream_slot(conninfo: str, slot_name: str) -> str | None:
+def _drop_upstream_slot(plpy: Plpy, conninfo: str, slot_name: str) -> str | None:
     """Drop the slot through a helper process; return an error text or None."""
     argv = [_worker_python(), "-m", "pg_follower", "drop-slot", "--slot", slot_name]
     try:
@@ -213,7 +217,7 @@ def _drop_upstream_slot(conninfo: str, slot_name: str) -> str | None:
             input=conninfo,
             capture_output=True,
             text=True,
-            env=_python_env(),
+            env=_python_env(plpy),
             timeout=60,
             close_fds=True,
         )
@@ -255,7 +259,7 @@ def ensure_worker(plpy: Plpy, wait: bool) -> int | None:
     log_file = _setting(plpy, "pg_follower_py.log_file") or os.path.join(
         info["datadir"], "pg_follower_py.log"
     )
-    env = _python_env()
+    env = _python_env(plpy)
     env["PG_FOLLOWER_DSN"] = dsn  # not on the command line: ps shows that
     argv = [_worker_python(), "-m", "pg_follower", "worker", "--detach", "--log-file", log_file]
     try:
