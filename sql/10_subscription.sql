@@ -8,6 +8,7 @@ CREATE TABLE pgfollower.subscription (
     slot_name   text NOT NULL UNIQUE,
     origin_name text NOT NULL UNIQUE,
     copy_data   boolean NOT NULL,
+    skip_lsn    pg_lsn,  -- skip_transaction(): commit LSN of the one transaction to skip
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON pgfollower.subscription FROM PUBLIC;

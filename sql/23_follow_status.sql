@@ -29,6 +29,8 @@ SELECT s.name,
        st.tables_copied,
        st.tables_total,
        st.rows_copied,
+       st.rows_total,
+       s.skip_lsn,
        st.updated_at
   FROM pgfollower.subscription s
   LEFT JOIN pgfollower.subscription_status st ON st.sub_id = s.id

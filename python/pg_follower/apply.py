@@ -84,9 +84,14 @@ def _copy_field(value: Value) -> bytes:
 class PostgresApplier:
     """Applies one subscription's transactions on a downstream connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], origin: str):
+    def __init__(self, conn: psycopg.Connection[Any], origin: str, sub_id: int | None = None):
         self.conn = conn
         self.origin = origin
+        self.sub_id = sub_id
+        # Commit LSN of the one failing transaction the operator asked to
+        # skip (skip_transaction()); read at each session start.
+        self.skip_lsn: int | None = None
+        self._skip_requested = False
         self.targets: dict[int, Target] = {}
         self.position: int = 0  # end LSN of the last transaction applied downstream
         self._skipping = False
@@ -125,6 +130,16 @@ class PostgresApplier:
             return None
         self.position = str_to_lsn(lsn)
         return self.position
+
+    def load_skip_request(self) -> None:
+        """Read skip_transaction()'s request, if any, for this subscription."""
+        if self.sub_id is None:
+            return
+        row = self.conn.execute(
+            "SELECT skip_lsn::text FROM pgfollower.subscription WHERE id = %s", [self.sub_id]
+        ).fetchone()
+        self.conn.commit()
+        self.skip_lsn = str_to_lsn(row[0]) if row and row[0] else None
 
     def apply(self, message: Message) -> Commit | None:
         """Apply one message; return the Commit when a transaction was committed."""
@@ -169,11 +184,21 @@ class PostgresApplier:
         # Already applied before a restart: its commit is at or before our
         # recorded position (which is a commit's end LSN).
         self._skipping = m.final_lsn < self.position
+        self._skip_requested = not self._skipping and m.final_lsn == self.skip_lsn
+        if self._skip_requested:
+            self._skipping = True
+            logger.warning(
+                "skipping the upstream transaction committed at %s, as skip_transaction()"
+                " asked: its changes will be missing downstream",
+                lsn_to_str(m.final_lsn),
+            )
 
     def _on_commit(self, m: Commit) -> None:
         if self._skipping:
             self._skipping = False
             self._in_transaction = False
+            if self._skip_requested:
+                self._commit_skip(m)
             return
         self._flush_copy()
         self._statement = "SELECT pg_replication_origin_xact_setup(...)"
@@ -186,6 +211,20 @@ class PostgresApplier:
         self.position = m.end_lsn
         self._in_transaction = False
         self._statement = ""
+
+    def _commit_skip(self, m: Commit) -> None:
+        """Move past a skipped transaction and forget the request, atomically."""
+        self._skip_requested = False
+        self.conn.execute(
+            "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
+        )
+        self.conn.execute(
+            "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, %s)",
+            [lsn_to_str(m.end_lsn), pg_timestamp_to_datetime(m.commit_ts)],
+        )
+        self.conn.commit()
+        self.position = m.end_lsn
+        self.skip_lsn = None
 
     # -- relations ---------------------------------------------------------------
     def _on_relation(self, m: Relation) -> None:

@@ -372,3 +372,66 @@ def _uri_decode(text: str, what: str) -> str:
     except UnicodeDecodeError:
         # libpq takes any bytes; a conninfo we store and show must be text.
         raise ConfigError(f"percent-encoded bytes are not valid UTF-8 in {what}") from None
+
+
+# libpq's environment variable for each keyword that has one.
+_ENVIRONMENT = {
+    "service": "PGSERVICE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "dbname": "PGDATABASE",
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "client_encoding": "PGCLIENTENCODING",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "gsslib": "PGGSSLIB",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+}
+# Tuning keywords a client program can do without.
+_ENVIRONMENT_OPTIONAL = frozenset(
+    {
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    }
+)
+
+
+def to_environment(conninfo: str) -> dict[str, str]:
+    """libpq environment variables equivalent to ``conninfo``.
+
+    For running client programs (pg_dump) without putting a password on their
+    command line, where ``ps`` would show it.
+    """
+    env: dict[str, str] = {}
+    for keyword, value in parse(conninfo).items():
+        name = _ENVIRONMENT.get(keyword)
+        if name is not None:
+            env[name] = value
+        elif keyword not in _ENVIRONMENT_OPTIONAL:
+            raise ConfigError(
+                f"connection option {keyword!r} cannot be passed to pg_dump for the initial"
+                " copy: remove it from the conninfo, or follow with copy_data => false"
+            )
+    return env

@@ -22,6 +22,7 @@ from . import PUBLICATION
 from .apply import PostgresApplier
 from .decode import Message, lsn_to_str, pg_timestamp_to_datetime
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
+from .initial_copy import CopyProgress, InitialCopy
 from .stream import Progress, ReplicationConnection, StreamReader, worker_conninfo
 
 logger = logging.getLogger("pg_follower.pipeline")
@@ -86,11 +87,18 @@ class SubscriptionRunner(threading.Thread):
         self.downstream_dsn = downstream_dsn
         self.status = Status()
         self.stop_event = threading.Event()
+        self.wake_event = threading.Event()  # ends a back-off wait early
         self.progress: Progress | None = None
+        self.copy_progress: CopyProgress | None = None
         self.reader: StreamReader | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.wake_event.set()
+
+    def wake(self) -> None:
+        """Retry now (skip_transaction() was called)."""
+        self.wake_event.set()
 
     def run(self) -> None:
         backoff = Backoff()
@@ -108,7 +116,8 @@ class SubscriptionRunner(threading.Thread):
                 break
             delay = backoff.next()
             logger.info("subscription %s: retrying in %.1f s", self.config.name, delay)
-            self.stop_event.wait(delay)
+            self.wake_event.wait(delay)
+            self.wake_event.clear()
         self.status.state = "stopped"
 
     def _record_error(
@@ -128,8 +137,9 @@ class SubscriptionRunner(threading.Thread):
     def _session(self, backoff: Backoff) -> None:
         cfg = self.config
         with psycopg.connect(worker_conninfo(self.downstream_dsn)) as down:
-            applier = PostgresApplier(down, cfg.origin_name)
+            applier = PostgresApplier(down, cfg.origin_name, cfg.id)
             position = applier.setup()
+            applier.load_skip_request()
             self._prepare_upstream()
             repl = ReplicationConnection(cfg.conninfo)
             try:
@@ -168,29 +178,48 @@ class SubscriptionRunner(threading.Thread):
     def _initialize(
         self, repl: ReplicationConnection, down: psycopg.Connection[Any], applier: PostgresApplier
     ) -> int:
-        """Create the slot and record its consistent point as our starting position.
+        """Create the slot, copy the upstream as of its snapshot (copy_data),
+        and record the slot's consistent point as our starting position.
 
-        The position is committed with the origin in one downstream
-        transaction; until then nothing was applied, so a slot left by an
-        interrupted start is dropped and made again.
+        Copy and position commit in one downstream transaction; until then
+        nothing was applied, so a slot left by an interrupted start is
+        dropped and made again, and the copy starts over.
         """
         cfg = self.config
         if repl.slot_exists(cfg.slot_name):
             repl.drop_slot(cfg.slot_name)
-        slot = repl.create_slot(cfg.slot_name, export_snapshot=False)
+        slot = repl.create_slot(cfg.slot_name, export_snapshot=cfg.copy_data)
         logger.info(
             "subscription %s: created slot %s at %s",
             cfg.name,
             slot.name,
             lsn_to_str(slot.consistent_point),
         )
+        if cfg.copy_data:
+            if slot.snapshot is None:
+                raise UpstreamError("the upstream exported no snapshot for the initial copy")
+            self.status.state = "copying"
+            self.copy_progress = CopyProgress()
+            # The snapshot lives while ``repl`` stays idle: it is used next
+            # for START_REPLICATION, after the copy.
+            InitialCopy(
+                cfg.conninfo, slot.snapshot, down, self.copy_progress, self.stop_event.is_set
+            ).run()
         with down.cursor() as cur:
             # Writing the status row makes the transaction commit a record that
             # carries the origin position even when nothing else is written.
+            copied = self.copy_progress or CopyProgress()
             cur.execute(
                 "UPDATE pgfollower.subscription_status SET state = 'streaming',"
+                " tables_copied = %s, tables_total = %s, rows_copied = %s, rows_total = %s,"
                 " updated_at = now() WHERE sub_id = %s",
-                [cfg.id],
+                [
+                    copied.tables_copied,
+                    copied.tables_total if cfg.copy_data else None,
+                    copied.rows_copied,
+                    copied.rows_total if cfg.copy_data else None,
+                    cfg.id,
+                ],
             )
             cur.execute(
                 "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, now())",
@@ -249,6 +278,10 @@ class SubscriptionRunner(threading.Thread):
         """The status as of now, with positions from the running stream."""
         st = self.status
         progress, reader = self.progress, self.reader
+        copied = self.copy_progress
+        if copied is not None:
+            st.tables_copied, st.tables_total = copied.tables_copied, copied.tables_total
+            st.rows_copied, st.rows_total = copied.rows_copied, copied.rows_total
         if progress is not None:
             st.received_lsn = lsn_to_str(progress.received_lsn)
             st.applied_lsn = lsn_to_str(progress.flushed_lsn)

@@ -132,8 +132,10 @@ class Supervisor:
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
         # Notifications wake us early; the timeout bounds how late we notice
         # a stop request or a signal.
-        for _ in conn.notifies(timeout=POLL_INTERVAL, stop_after=1):
-            pass
+        for notify in conn.notifies(timeout=POLL_INTERVAL, stop_after=1):
+            if notify.payload == "skip":
+                for runner in self.runners.values():
+                    runner.wake()
 
     def _reconcile(self, conn: psycopg.Connection[Any]) -> None:
         """Start runners for new subscriptions, stop those removed.
