@@ -39,6 +39,18 @@ class Node:
         self.dsn = cluster.dsn(dbname)
         self.conn = psycopg.connect(self.dsn, autocommit=True)
 
+    def reconnect(self, timeout: float = 60.0) -> None:
+        """A new session, once the server accepts one (after a restart)."""
+        self.conn.close()
+
+        def connect() -> psycopg.Connection[Any] | None:
+            try:
+                return psycopg.connect(self.dsn, autocommit=True)
+            except psycopg.OperationalError:
+                return None
+
+        self.conn = wait_until(connect, timeout, f"{self.cluster.name} to accept connections")
+
     def execute(self, query: str, params: Any = None) -> None:
         self.conn.execute(query, params)
 
