@@ -29,9 +29,11 @@ def _copy_progress(row: dict[str, Any]) -> str:
         return "-"
     width = 10
     done = int(width * row["tables_copied"] / total)
+    rows = f"{row['rows_copied']}"
+    if row.get("rows_total"):
+        rows += f"/~{row['rows_total']}"
     return (
-        f"[{'#' * done}{'.' * (width - done)}] {row['tables_copied']}/{total} tables"
-        f", {row['rows_copied']} rows"
+        f"[{'#' * done}{'.' * (width - done)}] {row['tables_copied']}/{total} tables, {rows} rows"
     )
 
 
