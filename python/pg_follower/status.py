@@ -28,7 +28,11 @@ def _copy_progress(row: dict[str, Any]) -> str:
     if not total:
         return "-"
     width = 10
-    done = int(width * row["tables_copied"] / total)
+    fraction = row["tables_copied"] / total
+    if row.get("rows_total") and row["tables_copied"] < total:
+        # one big table would leave a table-count bar at zero: use the rows
+        fraction = min(1.0, row["rows_copied"] / row["rows_total"])
+    done = int(width * fraction)
     rows = f"{row['rows_copied']}"
     if row.get("rows_total"):
         rows += f"/~{row['rows_total']}"
