@@ -37,7 +37,7 @@ class Node:
         self.cluster = cluster
         self.dbname = dbname
         self.dsn = cluster.dsn(dbname)
-        self.conn = psycopg.connect(self.dsn, autocommit=True)
+        self.conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
 
     def reconnect(self, timeout: float = 60.0) -> None:
         """A new session, once the server accepts one (after a restart)."""
@@ -45,7 +45,7 @@ class Node:
 
         def connect() -> psycopg.Connection[Any] | None:
             try:
-                return psycopg.connect(self.dsn, autocommit=True)
+                return psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
             except psycopg.OperationalError:
                 return None
 

@@ -541,6 +541,7 @@ class _Firing:
     scs: bool
     commands: tuple[Command, ...] = ()
     dropped: tuple[DroppedObject, ...] = ()
+    ordinal: int | None = None  # this firing is the n-th (from 0) with its tag in the query
 
     def message(self, kind: str, identity: str, sql: str) -> dict[str, object]:
         return {
@@ -636,16 +637,127 @@ def _create_table(firing: _Firing) -> list[dict[str, object]]:
     return [firing.message("create_table", identity, sql)]
 
 
-def _drop_table(firing: _Firing) -> list[dict[str, object]]:
+def _object_name(stmt: _Statement) -> _Name | None:
+    """The name a CREATE/ALTER/DROP statement acts on (None: unnamed, or not found)."""
+    verb = stmt.word(0)
+    if verb not in _MODIFIERS:
+        return None
+    i = 1
+    if verb == "create" and stmt.words_at(1, "or", "replace"):
+        i = 3
+    while stmt.word(i) in _MODIFIERS[verb]:
+        i += 1
+    obj = next((o for o in _OBJECT_TYPES if stmt.words_at(i, *o)), None)
+    if obj is None:
+        return None
+    i += len(obj)
+    for skip in (("concurrently",), ("if", "not", "exists"), ("if", "exists"), ("only",)):
+        if stmt.words_at(i, *skip):
+            i += len(skip)
+    if stmt.word(i) == "on":
+        return None  # CREATE INDEX ON t: the index has no name in the text
+    return _parse_name(stmt, i)
+
+
+def _names(name: _Name, identity: str | None) -> bool:
+    """Whether ``name`` (as written) can be the object whose identity is given."""
+    parts = _parse_identity(identity)
+    if parts is None:
+        return False
+    if len(name.parts) == 1:
+        return name.parts[-1] == parts[-1]
+    return name.parts[-2:] == parts[-2:]
+
+
+# Words the replay leaves out: they cannot run in the applier's transaction
+# and do not change the result.
+_NOT_IN_A_TRANSACTION = {"CREATE INDEX": "concurrently", "DROP INDEX": "concurrently"}
+
+
+def _without_word(stmt: _Statement, word: str) -> str:
+    """The statement without ``word`` among its first tokens (and the space after it)."""
+    text = stmt.text
+    toks = stmt.tokens
+    for k in reversed(range(min(6, len(toks) - 1))):
+        if toks[k].kind == "ident" and toks[k].value == word:
+            text = text[: toks[k].start] + text[toks[k + 1].start :]
+    return text
+
+
+def _replay(firing: _Firing) -> list[dict[str, object]]:
+    """Replay the statement itself, under the upstream's effective search_path.
+
+    Downstream, the same schemas in the same order resolve every name the
+    statement holds (tables, types, functions in defaults...) to the same
+    objects as upstream, and create new ones in the same schema.
+    """
+    mine = [c for c in firing.commands if c.command_tag == firing.tag]
+    if not mine:
+        return []  # IF NOT EXISTS that found the object: nothing changed
+    identities = [c.object_identity for c in mine]
+    identity = ", ".join(dict.fromkeys(i or "?" for i in identities))
+
+    def matches(stmt: _Statement) -> bool:
+        name = _object_name(stmt)
+        return name is None or any(_names(name, i) for i in identities)
+
+    every = firing.statements(identity, lambda s: True)
+    found = every if len({s.text for s in every}) == 1 else [s for s in every if matches(s)]
+    if len({s.text for s in found}) != 1:
+        # Statements of a multi-statement query run, and fire, in order.
+        k = firing.ordinal
+        if k is None or k >= len(every) or not matches(every[k]):
+            raise _ambiguous(firing.tag, identity, len(every))
+        found = [every[k]]
+    stmt = found[0]
+    word = _NOT_IN_A_TRANSACTION.get(firing.tag)
+    sql = _without_word(stmt, word) if word else stmt.text
+    kind = firing.tag.lower().replace(" ", "_")
+    return [firing.message(kind, identity, sql)]
+
+
+_CONSTRAINT_WORDS = frozenset(["constraint", "primary", "unique", "check", "foreign", "exclude"])
+
+
+def added_columns(statement: str) -> list[str]:
+    """The columns an ALTER TABLE statement adds (ADD [COLUMN] [IF NOT EXISTS] name)."""
+    stmts = _split(statement)
+    if not stmts:
+        return []
+    stmt = stmts[0]
+    names: list[str] = []
+    for i, word in stmt.top_level_words():
+        if word != "add":
+            continue
+        k = i + 1
+        if stmt.word(k) == "column":
+            k += 1
+        elif stmt.word(k) in _CONSTRAINT_WORDS:
+            continue
+        if stmt.words_at(k, "if", "not", "exists"):
+            k += 3
+        if k < len(stmt.tokens) and stmt.tokens[k].kind in ("ident", "qident"):
+            names.append(_truncate(stmt.tokens[k].value))
+    return names
+
+
+def _drop(firing: _Firing) -> list[dict[str, object]]:
+    """DROP of the objects the statement named, by their identities."""
     originals = [d for d in firing.dropped if d.original]
     kept = [d for d in originals if not _is_temp(d)]
-    identity = ", ".join(d.object_identity or "" for d in kept)
-    for obj in kept:
-        if obj.object_type != "table" or not obj.object_identity:
-            raise _unexpected(firing.tag, [obj.object_identity], f"a {obj.object_type}")
+    identities = list(dict.fromkeys(d.object_identity or "" for d in kept))
+    identity = ", ".join(identities)
+    if firing.tag == "DROP TABLE":
+        for obj in kept:
+            if obj.object_type != "table" or not obj.object_identity:
+                raise _unexpected(firing.tag, [obj.object_identity], f"a {obj.object_type}")
+    if not all(identities):
+        raise _unexpected(firing.tag, identities, "an object with no identity")
     path = _parse_search_path(firing.search_path)
 
     def names_object(name: _Name, obj: DroppedObject) -> bool:
+        if obj.schema_name is None:  # a schema
+            return name.parts == (obj.object_name,)
         if len(name.parts) == 1:
             visible = _is_temp(obj) or obj.schema_name in path
             return visible and name.parts[0] == obj.object_name
@@ -655,8 +767,10 @@ def _drop_table(firing: _Firing) -> list[dict[str, object]]:
         return schema == obj.schema_name or (_is_temp(obj) and _is_temp_schema(schema))
 
     def target(stmt: _Statement) -> bool | None:
-        """CASCADE or not, if the statement drops exactly these tables; else None."""
+        """CASCADE or not, if the statement drops exactly these objects; else None."""
         i = 2
+        if stmt.word(i) == "concurrently":
+            i += 1
         if_exists = stmt.words_at(i, "if", "exists")
         i += 2 * if_exists
         names: list[_Name] = []
@@ -681,17 +795,45 @@ def _drop_table(firing: _Firing) -> list[dict[str, object]]:
     cascades = {target(s) for s in found}
     if len(cascades) > 1:
         raise _ambiguous(firing.tag, identity, len(found))
-    sql = f"DROP TABLE {identity}" + (" CASCADE" if cascades.pop() else "")
-    return [firing.message("drop_table", identity, sql)]
+    sql = f"{firing.tag} {identity}" + (" CASCADE" if cascades.pop() else "")
+    return [firing.message(firing.tag.lower().replace(" ", "_"), identity, sql)]
 
 
 # Handlers by command tag: those for ddl_command_end, then those for sql_drop.
 _COMMAND_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
     "CREATE TABLE": _create_table,
+    **{
+        tag: _replay
+        for tag in (
+            "ALTER TABLE",
+            "CREATE INDEX",
+            "ALTER INDEX",
+            "CREATE SCHEMA",
+            "ALTER SCHEMA",
+            "CREATE TYPE",
+            "ALTER TYPE",
+            "CREATE DOMAIN",
+            "ALTER DOMAIN",
+            "CREATE SEQUENCE",
+            "ALTER SEQUENCE",
+        )
+    },
 }
 _DROP_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
-    "DROP TABLE": _drop_table,
+    tag: _drop
+    for tag in (
+        "DROP TABLE",
+        "DROP INDEX",
+        "DROP SCHEMA",
+        "DROP TYPE",
+        "DROP DOMAIN",
+        "DROP SEQUENCE",
+    )
 }
+SUPPORTED_HINT = (
+    "Replicated DDL: CREATE, ALTER and DROP of tables, indexes, schemas, types, domains"
+    " and sequences; run other DDL on each side yourself."
+)
 _HINTS = {
     "CREATE TABLE AS": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
     "SELECT INTO": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
@@ -705,11 +847,7 @@ def _unsupported(tag: str, objects: Sequence[str | None]) -> Unsupported:
         if names
         else f"{tag} cannot be replicated"
     )
-    supported = sorted([*_COMMAND_HANDLERS, *_DROP_HANDLERS])
-    listed = (
-        ", ".join(supported[:-1]) + " and " + supported[-1] if len(supported) > 1 else supported[0]
-    )
-    return Unsupported(message, _HINTS.get(tag, f"Only {listed} are replicated so far."))
+    return Unsupported(message, _HINTS.get(tag, SUPPORTED_HINT))
 
 
 def _unexpected(tag: str, objects: Sequence[str | None], what: str) -> Unsupported:
@@ -733,12 +871,15 @@ def capture_command(
     *,
     nested: bool = False,
     standard_conforming_strings: bool = True,
+    ordinal: int | None = None,
 ) -> list[dict[str, object]]:
     """The messages to emit for one ddl_command_end firing.
 
     ``nested`` tells that the command ran below another statement (the trigger's
     PG_CONTEXT has more than its own frame): the query text then is not the command's.
     ``standard_conforming_strings`` is the setting the query text was parsed with.
+    ``ordinal`` counts the earlier firings with this tag for the same query text
+    (they run in order): it tells apart statements naming the same object.
     Raises ``Unsupported`` when the command cannot be replicated exactly.
     """
     if tag.startswith("DROP "):
@@ -752,7 +893,13 @@ def capture_command(
     if handler is None:
         raise _unsupported(tag, [c.object_identity for c in relevant])
     firing = _Firing(
-        tag, query, search_path, nested, standard_conforming_strings, commands=tuple(relevant)
+        tag,
+        query,
+        search_path,
+        nested,
+        standard_conforming_strings,
+        commands=tuple(relevant),
+        ordinal=ordinal,
     )
     return handler(firing)
 

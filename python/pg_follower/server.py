@@ -320,16 +320,90 @@ def capture_ddl(
             search_path,
             nested=nested,
             standard_conforming_strings=standard_strings,
+            ordinal=None if nested else _next_ordinal(plpy, query, tag),
         )
     except ddl.Unsupported as exc:
         _refuse(plpy, exc)
         return []
+    # the tables an ALTER TABLE changed (a RENAME COLUMN names the column)
+    altered = [
+        c.object_identity
+        for c in commands
+        if c.command_tag == "ALTER TABLE" and c.object_type == "table" and c.object_identity
+    ]
     out: list[dict[str, object]] = []
     for message in messages:
+        if message.get("kind") == "alter_table":
+            for table in altered:
+                problem = _rewritten_with_volatile_values(plpy, str(message["sql"]), table)
+                if problem is not None:
+                    _refuse(plpy, problem)
+                    return []
         out.append(message)
         if message.get("kind") == "create_table":
-            out.extend(_replica_identity(plpy, message, search_path))
+            out.extend(_replica_identity(plpy, str(message["identity"]), search_path))
+        elif message.get("kind") == "alter_table":
+            for table in altered:
+                out.extend(_replica_identity(plpy, table, search_path))
     return [_encode(m) for m in out]
+
+
+# Firings so far of each tag for the query being run: (query, its receipt time) -> counts.
+_firings: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def _next_ordinal(plpy: Plpy, query: str, tag: str) -> int:
+    """How many earlier firings with ``tag`` the current client query had.
+
+    All statements of one simple-protocol query share statement_timestamp()
+    (the receipt of the client's message), and run in order.
+    """
+    ts = plpy.execute("SELECT pg_catalog.statement_timestamp()::text AS ts")[0]["ts"]
+    key = (query, ts)
+    counts = _firings.get(key)
+    if counts is None:
+        _firings.clear()  # only the current query matters
+        counts = _firings[key] = {}
+    n = counts.get(tag, 0)
+    counts[tag] = n + 1
+    return n
+
+
+def _rewritten_with_volatile_values(
+    plpy: Plpy, statement: str, identity: str
+) -> ddl.Unsupported | None:
+    """ADD COLUMN with a volatile default (random(), now(), serial, identity...)
+    computes a value for each existing row; the downstream would compute others.
+
+    A non-volatile default is stored once as the column's missing value
+    (atthasmissing); a volatile one is not, and existing rows get their own.
+    """
+    columns = ddl.added_columns(statement)
+    if not columns:
+        return None
+    rows = plpy.execute(
+        _plan(
+            plpy,
+            "SELECT a.attname FROM pg_attribute a"
+            " WHERE a.attrelid = $1::regclass AND a.attname = ANY($2)"
+            "   AND (a.atthasdef OR a.attidentity <> '') AND NOT a.atthasmissing"
+            "   AND NOT a.attisdropped AND a.attgenerated = ''",
+            ["text", "text[]"],
+        ),
+        [identity, columns],
+    )
+    if not rows:
+        return None
+    filled = plpy.execute(f"SELECT EXISTS (SELECT 1 FROM {identity}) AS filled")[0]["filled"]
+    if not filled:
+        return None
+    names = ", ".join(r["attname"] for r in rows)
+    return ddl.Unsupported(
+        f"ALTER TABLE {identity} adds {names} with a volatile default or identity,"
+        " which gives the existing rows values the downstream would compute differently",
+        "Add the column without a default, fill it with UPDATE, then ALTER COLUMN"
+        " ... SET DEFAULT (or ADD GENERATED ... AS IDENTITY).",
+    )
 
 
 def capture_drop(
@@ -362,11 +436,8 @@ def _encode(message: dict[str, object]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def _replica_identity(
-    plpy: Plpy, message: dict[str, object], search_path: str
-) -> list[dict[str, object]]:
+def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[str, object]]:
     """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key."""
-    identity = str(message["identity"])
     rows = plpy.execute(
         _plan(plpy, "SELECT relreplident FROM pg_class WHERE oid = $1::regclass", ["text"]),
         [identity],

@@ -25,7 +25,7 @@ NOT_IN_QUERY = (
     " (it ran inside a function or a DO block)"
 )
 NOT_IN_QUERY_HINT = "Run the DDL as a plain statement, not inside a function or a DO block."
-ONLY_HINT = "Only CREATE TABLE and DROP TABLE are replicated so far."
+ONLY_HINT = ddl.SUPPORTED_HINT
 CTAS_HINT = "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT."
 
 
@@ -524,27 +524,17 @@ def test_create_table_backslash_with_standard_conforming_strings_off() -> None:
             CTAS_HINT,
         ),
         (
-            "ALTER TABLE",
-            "ALTER TABLE t ADD COLUMN y int",
-            [Command("ALTER TABLE", "table", "public", "public.t", False)],
-            "ALTER TABLE on public.t cannot be replicated",
+            "CREATE VIEW",
+            "CREATE VIEW v AS SELECT 1",
+            [Command("CREATE VIEW", "view", "public", "public.v", False)],
+            "CREATE VIEW on public.v cannot be replicated",
             ONLY_HINT,
         ),
         (
-            "CREATE INDEX",
-            'CREATE INDEX ON "S"."T" (x)',
-            [Command("CREATE INDEX", "index", "S", '"S"."T_x_idx"', False)],
-            'CREATE INDEX on "S"."T_x_idx" cannot be replicated',
-            ONLY_HINT,
-        ),
-        (
-            "CREATE SCHEMA",
-            "CREATE SCHEMA s CREATE TABLE t (x int)",
-            [
-                Command("CREATE SCHEMA", "schema", None, "s", False),
-                Command("CREATE TABLE", "table", "s", "s.t", False),
-            ],
-            "CREATE SCHEMA on s, s.t cannot be replicated",
+            "CREATE FUNCTION",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            [Command("CREATE FUNCTION", "function", "public", "public.f()", False)],
+            "CREATE FUNCTION on public.f() cannot be replicated",
             ONLY_HINT,
         ),
         (
@@ -555,10 +545,10 @@ def test_create_table_backslash_with_standard_conforming_strings_off() -> None:
             ONLY_HINT,
         ),
         (
-            "ALTER TABLE",
-            "ALTER TABLE IF EXISTS missing ADD COLUMN y int",
+            "CREATE TRIGGER",
+            "CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()",
             [],
-            "ALTER TABLE cannot be replicated",
+            "CREATE TRIGGER cannot be replicated",
             ONLY_HINT,
         ),
         (
@@ -705,19 +695,10 @@ def test_drop_table_ambiguous_cascade() -> None:
     ("tag", "query", "objects", "message"),
     [
         (
-            "DROP INDEX",
-            "DROP INDEX i",
-            [dropped("public.i", "public", "i", object_type="index")],
-            "DROP INDEX on public.i cannot be replicated",
-        ),
-        (
-            "DROP SCHEMA",
-            "DROP SCHEMA s CASCADE",
-            [
-                dropped("s", None, "s", object_type="schema"),
-                dropped("s.t", "s", "t", original=False),
-            ],
-            "DROP SCHEMA on s cannot be replicated",
+            "DROP VIEW",
+            "DROP VIEW v",
+            [dropped("public.v", "public", "v", object_type="view")],
+            "DROP VIEW on public.v cannot be replicated",
         ),
         (
             "DROP OWNED",
@@ -756,3 +737,236 @@ def test_ddl_imports_only_the_standard_library() -> None:
         if isinstance(node, ast.ImportFrom) and node.level == 0
     }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# --- Replayed statements: ALTER TABLE, indexes, schemas, types, domains, sequences ----
+
+
+def cmd(tag: str, object_type: str, schema: str | None, identity: str) -> Command:
+    return Command(tag, object_type, schema, identity, False)
+
+
+def replayed(tag: str, query: str, commands: list[Command], path: str = "public") -> list[str]:
+    return [str(m["sql"]) for m in capture_command(tag, query, commands, path)]
+
+
+ALTER_T = cmd("ALTER TABLE", "table", "public", "public.t")
+
+
+@pytest.mark.parametrize(
+    ("tag", "query", "commands", "sql"),
+    [
+        (
+            "ALTER TABLE",
+            "ALTER TABLE t ADD COLUMN y int",
+            [ALTER_T],
+            "ALTER TABLE t ADD COLUMN y int",
+        ),
+        (
+            "ALTER TABLE",
+            "/* c */ alter table ONLY t add y text default 'a;b' -- tail\n;",
+            [ALTER_T],
+            "alter table ONLY t add y text default 'a;b'",
+        ),
+        (
+            "ALTER TABLE",
+            'ALTER TABLE "My"."Tab" ALTER COLUMN "X" SET DEFAULT $d$;$d$',
+            [cmd("ALTER TABLE", "table", "My", '"My"."Tab"')],
+            'ALTER TABLE "My"."Tab" ALTER COLUMN "X" SET DEFAULT $d$;$d$',
+        ),
+        (
+            "ALTER TABLE",
+            # several ALTER TABLEs in one string: the one naming this table
+            "ALTER TABLE a ADD x int; INSERT INTO t VALUES (1); ALTER TABLE t ADD y int",
+            [ALTER_T],
+            "ALTER TABLE t ADD y int",
+        ),
+        (
+            "ALTER TABLE",
+            "ALTER TABLE t RENAME TO u",
+            [cmd("ALTER TABLE", "table", "public", "public.u")],
+            "ALTER TABLE t RENAME TO u",
+        ),
+        (
+            "ALTER TABLE",
+            # ALTER TABLE ADD PRIMARY KEY also reports the index it made
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+            [cmd("CREATE INDEX", "index", "public", "public.t_pkey"), ALTER_T],
+            "ALTER TABLE t ADD PRIMARY KEY (id)",
+        ),
+        (
+            "CREATE INDEX",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (lower(v))",
+            [cmd("CREATE INDEX", "index", "public", "public.i")],
+            "CREATE UNIQUE INDEX IF NOT EXISTS i ON t (lower(v))",
+        ),
+        (
+            "CREATE INDEX",
+            "CREATE INDEX ON t USING gin (v) WHERE v IS NOT NULL",
+            [cmd("CREATE INDEX", "index", "public", "public.t_v_idx")],
+            "CREATE INDEX ON t USING gin (v) WHERE v IS NOT NULL",
+        ),
+        (
+            "CREATE SCHEMA",
+            "CREATE SCHEMA s CREATE TABLE t (x int) CREATE INDEX ON t (x)",
+            [
+                cmd("CREATE SCHEMA", "schema", None, "s"),
+                cmd("CREATE TABLE", "table", "s", "s.t"),
+                cmd("CREATE INDEX", "index", "s", "s.t_x_idx"),
+            ],
+            "CREATE SCHEMA s CREATE TABLE t (x int) CREATE INDEX ON t (x)",
+        ),
+        (
+            "CREATE TYPE",
+            "CREATE TYPE mood AS ENUM ('sad', 'o''k')",
+            [cmd("CREATE TYPE", "type", "public", "public.mood")],
+            "CREATE TYPE mood AS ENUM ('sad', 'o''k')",
+        ),
+        (
+            "ALTER TYPE",
+            "ALTER TYPE mood ADD VALUE 'happy' AFTER 'sad'",
+            [cmd("ALTER TYPE", "type", "public", "public.mood")],
+            "ALTER TYPE mood ADD VALUE 'happy' AFTER 'sad'",
+        ),
+        (
+            "CREATE DOMAIN",
+            "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+            [cmd("CREATE DOMAIN", "domain", "public", "public.posint")],
+            "CREATE DOMAIN posint AS int CHECK (VALUE > 0)",
+        ),
+        (
+            "CREATE SEQUENCE",
+            "CREATE SEQUENCE s.seq START 10 INCREMENT 5",
+            [cmd("CREATE SEQUENCE", "sequence", "s", "s.seq")],
+            "CREATE SEQUENCE s.seq START 10 INCREMENT 5",
+        ),
+        (
+            "ALTER SEQUENCE",
+            "ALTER SEQUENCE IF EXISTS seq RESTART WITH 3",
+            [cmd("ALTER SEQUENCE", "sequence", "public", "public.seq")],
+            "ALTER SEQUENCE IF EXISTS seq RESTART WITH 3",
+        ),
+    ],
+)
+def test_replayed_statements(tag: str, query: str, commands: list[Command], sql: str) -> None:
+    assert replayed(tag, query, commands) == [sql]
+
+
+def test_replay_carries_the_search_path_and_kind() -> None:
+    [message] = capture_command(
+        "ALTER TABLE", "ALTER TABLE t ADD y int", [ALTER_T], '"My Schema", public'
+    )
+    assert message == {
+        "v": FORMAT_VERSION,
+        "kind": "alter_table",
+        "tag": "ALTER TABLE",
+        "identity": "public.t",
+        "search_path": '"My Schema", public',
+        "sql": "ALTER TABLE t ADD y int",
+    }
+
+
+@pytest.mark.parametrize(
+    ("tag", "commands"),
+    [
+        # IF EXISTS / IF NOT EXISTS that did nothing
+        ("ALTER TABLE", []),
+        ("CREATE INDEX", []),
+        # temporary objects are never replicated
+        ("ALTER TABLE", [cmd("ALTER TABLE", "table", "pg_temp_3", "pg_temp.t")]),
+        ("CREATE INDEX", [cmd("CREATE INDEX", "index", "pg_temp_3", "pg_temp.i")]),
+    ],
+)
+def test_replay_needing_nothing(tag: str, commands: list[Command]) -> None:
+    assert capture_command(tag, "ALTER TABLE t ADD y int", commands, "public") == []
+
+
+def test_replay_refuses_nested_and_ambiguous() -> None:
+    do_block = "DO $$ BEGIN ALTER TABLE t ADD y int; END $$"
+    assert refusal(capture_command, "ALTER TABLE", do_block, [ALTER_T], "public", nested=True) == (
+        NOT_IN_QUERY.format(tag="ALTER TABLE", identity="public.t"),
+        NOT_IN_QUERY_HINT,
+    )
+    assert refusal(
+        capture_command, "ALTER TABLE", "ALTER TABLE t ADD y int; ALTER TABLE t ADD z int",
+        [ALTER_T], "public",
+    ) == (
+        "the client's query text holds 2 different ALTER TABLE statements for public.t",
+        "Send each of these statements as a query of its own.",
+    )  # fmt: skip
+    # the same statement twice is not ambiguous: either firing replays it
+    query = "ALTER TABLE t ADD y int; ALTER TABLE t ADD y int"
+    assert replayed("ALTER TABLE", query, [ALTER_T]) == ["ALTER TABLE t ADD y int"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "query", "objects", "sql"),
+    [
+        (
+            "DROP INDEX",
+            "DROP INDEX CONCURRENTLY IF EXISTS i",
+            [dropped("public.i", "public", "i", object_type="index")],
+            "DROP INDEX public.i",
+        ),
+        (
+            "DROP SCHEMA",
+            'DROP SCHEMA "S" CASCADE',
+            [
+                dropped('"S"', None, "S", object_type="schema"),
+                dropped('"S".t', "S", "t", original=False),
+            ],
+            'DROP SCHEMA "S" CASCADE',
+        ),
+        (
+            "DROP TYPE",
+            "DROP TYPE mood, comp",
+            [
+                dropped("public.mood", "public", "mood", object_type="type"),
+                dropped("public.comp", "public", "comp", object_type="composite type"),
+                dropped("public.comp", "public", "comp", object_type="type"),
+            ],
+            "DROP TYPE public.mood, public.comp",
+        ),
+        (
+            "DROP DOMAIN",
+            "drop domain s.posint restrict",
+            [dropped("s.posint", "s", "posint", object_type="domain")],
+            "DROP DOMAIN s.posint",
+        ),
+        (
+            "DROP SEQUENCE",
+            "DROP SEQUENCE seq",
+            [dropped("public.seq", "public", "seq", object_type="sequence")],
+            "DROP SEQUENCE public.seq",
+        ),
+    ],
+)
+def test_drop_other_objects(tag: str, query: str, objects: list[DroppedObject], sql: str) -> None:
+    [message] = capture_drop(tag, query, objects, "public")
+    assert message["sql"] == sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "columns"),
+    [
+        ("ALTER TABLE t ADD COLUMN a int", ["a"]),
+        ('ALTER TABLE t ADD "B" serial, ADD IF NOT EXISTS c int DEFAULT random()', ["B", "c"]),
+        ("ALTER TABLE t ADD COLUMN IF NOT EXISTS d timestamptz", ["d"]),
+        ("ALTER TABLE t ADD PRIMARY KEY (id), ADD CONSTRAINT c CHECK (x > 0)", []),
+        ("ALTER TABLE t ALTER COLUMN a SET DEFAULT 1", []),
+        ("ALTER TABLE t ADD CHECK (a > 0), ADD UNIQUE (a)", []),
+    ],
+)
+def test_added_columns(sql: str, columns: list[str]) -> None:
+    assert ddl.added_columns(sql) == columns
+
+
+def test_ordinal_tells_apart_statements_on_the_same_object() -> None:
+    query = "ALTER TABLE t ADD y int; INSERT INTO t VALUES (1); ALTER TABLE t ADD z int"
+    for k, sql in enumerate(["ALTER TABLE t ADD y int", "ALTER TABLE t ADD z int"]):
+        [message] = capture_command("ALTER TABLE", query, [ALTER_T], "public", ordinal=k)
+        assert message["sql"] == sql
+    # an ordinal that does not name this table is no way out of the ambiguity
+    query = "ALTER TABLE u ADD y int; ALTER TABLE t ADD y int; ALTER TABLE t ADD z int"
+    with pytest.raises(Unsupported, match="holds 3 different"):
+        capture_command("ALTER TABLE", query, [ALTER_T], "public", ordinal=0)
