@@ -246,10 +246,13 @@ class Spool:
         return SpooledTransaction(commit=m, path=txn.path, size=txn.size)
 
     def close(self) -> None:
-        """End of the session: forget and delete everything, committed files included."""
+        """End of the session: delete everything, committed files and the directory too."""
         self.stop()
         self._open.clear()
         try:
             self._wipe()
+            self.directory.rmdir()  # made again by the next session; none piles up
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             logger.warning("cannot clean the spool directory %s: %s", self.directory, exc)

@@ -61,7 +61,7 @@ def spool_dir(pair: Pair) -> Path:
 def spooled_bytes(directory: Path) -> int:
     try:
         return sum(p.stat().st_size for p in directory.iterdir())
-    except FileNotFoundError:  # a file deleted while we looked
+    except FileNotFoundError:  # a file (or the directory) deleted while we looked
         return 0
 
 
