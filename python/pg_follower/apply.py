@@ -44,6 +44,7 @@ logger = logging.getLogger("pg_follower.apply")
 # The extension's own tables are published like any other; never apply them.
 INTERNAL_SCHEMA = "pgfollower"
 COPY_BATCH_ROWS = 5000
+COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays bounded
 
 Value = bytes | BinaryValue | object | None
 
@@ -98,6 +99,7 @@ class PostgresApplier:
         self._in_transaction = False
         self._begin: Begin | None = None
         self._copy_rows: list[bytes] = []
+        self._copy_bytes = 0
         self._copy_target: Target | None = None
         self._statement = ""
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -158,6 +160,7 @@ class PostgresApplier:
 
     def rollback(self) -> None:
         self._copy_rows.clear()
+        self._copy_bytes = 0
         self._copy_target = None
         self._in_transaction = False
         self._skipping = False
@@ -253,8 +256,10 @@ class PostgresApplier:
         if self._copy_target is not target:
             self._flush_copy()
             self._copy_target = target
-        self._copy_rows.append(b"\t".join([_copy_field(v) for v in m.new]) + b"\n")
-        if len(self._copy_rows) >= COPY_BATCH_ROWS:
+        line = b"\t".join([_copy_field(v) for v in m.new]) + b"\n"
+        self._copy_rows.append(line)
+        self._copy_bytes += len(line)
+        if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
             self._flush_copy()
 
     def _flush_copy(self) -> None:
@@ -272,6 +277,7 @@ class PostgresApplier:
         with self.conn.cursor() as cur, cur.copy(target.copy_sql) as copy:
             copy.write(b"".join(rows))
         rows.clear()
+        self._copy_bytes = 0
         self._copy_target = None
 
     def _on_update(self, m: Update) -> None:

@@ -1,4 +1,4 @@
-"""The ``pg-follower`` command line: worker, status, demo."""
+"""The ``pg-follower`` command line: worker, status, demo, bench."""
 
 from __future__ import annotations
 
@@ -50,6 +50,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep)
 
 
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from .bench import run_memory
+
+    return run_memory(
+        args.rows,
+        worker_path=args.worker_path,
+        work_mem=args.logical_decoding_work_mem,
+        json_path=args.json,
+        timeout=args.timeout,
+    )
+
+
 def cmd_drop_slot(args: argparse.Namespace) -> int:
     from .slots import drop_slot
 
@@ -88,6 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the seed walkthrough on two throwaway clusters")
     demo.add_argument("--keep", action="store_true", help="leave the clusters running")
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="measurements on two throwaway clusters")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    memory = bench_sub.add_parser(
+        "memory", help="the worker's memory while one big transaction goes through"
+    )
+    memory.add_argument("--rows", type=int, default=10_000_000, help="rows in the transaction")
+    memory.add_argument(
+        "--worker-path",
+        help="run the worker from this source tree (default: $PG_FOLLOWER_WORKER_PATH,"
+        " else the installed one)",
+    )
+    memory.add_argument(
+        "--logical-decoding-work-mem",
+        metavar="SIZE",
+        help="the upstream's setting (default 64MB; past the transaction's size, it is"
+        " sent at commit instead of streamed)",
+    )
+    memory.add_argument("--json", metavar="FILE", help="also write the figures there")
+    memory.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to wait for the apply"
+    )
+    memory.set_defaults(func=cmd_bench_memory)
 
     drop = sub.add_parser("drop-slot", help=argparse.SUPPRESS)
     drop.add_argument("--slot", required=True)

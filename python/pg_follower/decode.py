@@ -571,6 +571,24 @@ class Decoder:
         """Forget any open stream block (the replication session restarted)."""
         self.stream_xid = None
 
+    def stream_change_xid(self, buf: bytes) -> int | None:
+        """The xid a change inside the open stream block carries, without decoding the rest.
+
+        That is the xid of the (sub)transaction that made the change. None
+        outside a stream block and for messages that carry no xid (the
+        stream's own Start, Stop, Commit and Abort, or Origin). A change read
+        this way leaves the decoder's state as it was, as ``decode`` would.
+        """
+        if self.stream_xid is None or not buf or buf[0] not in _XID_PREFIXED:
+            return None
+        if len(buf) < 5:
+            raise ProtocolError(
+                f"pgoutput {_NAMES[buf[0]]} message in a stream block is too short"
+                f" ({len(buf)} bytes) to hold an xid"
+            )
+        xid: int = _U32.unpack_from(buf, 1)[0]
+        return xid
+
     def decode(self, buf: bytes) -> Message:
         """Decode the next message of the session."""
         msg = decode_message(buf, in_stream=self.stream_xid is not None)

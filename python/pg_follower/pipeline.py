@@ -20,14 +20,16 @@ import psycopg
 
 from . import PUBLICATION
 from .apply import PostgresApplier
-from .decode import Message, lsn_to_str, pg_timestamp_to_datetime
+from .decode import lsn_to_str, pg_timestamp_to_datetime
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
 from .initial_copy import CopyProgress, InitialCopy
-from .stream import Progress, ReplicationConnection, StreamReader, worker_conninfo
+from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
+from .stream import Inbox, Progress, ReplicationConnection, StreamReader, worker_conninfo
 
 logger = logging.getLogger("pg_follower.pipeline")
 
 QUEUE_SIZE = 10_000  # decoded messages in flight between reader and applier
+QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +239,13 @@ class SubscriptionRunner(threading.Thread):
         backoff: Backoff,
     ) -> None:
         cfg = self.config
-        inbox: queue.Queue[Message | BaseException] = queue.Queue(maxsize=QUEUE_SIZE)
+        inbox = Inbox(QUEUE_SIZE, QUEUE_BYTES)
         progress = Progress(position)
+        spool = Spool(spool_directory(cfg.slot_name))
         repl.start(cfg.slot_name, position, PUBLICATION)
         logger.info("subscription %s: streaming from %s", cfg.name, lsn_to_str(position))
         stop = threading.Event()
-        reader = StreamReader(repl, inbox, progress, stop, cfg.name)
+        reader = StreamReader(repl, inbox, progress, stop, cfg.name, spool)
         self.progress, self.reader = progress, reader
         if self.status.state != "error":
             self.status.state = "streaming"
@@ -259,7 +262,10 @@ class SubscriptionRunner(threading.Thread):
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                committed = applier.apply(item)
+                if isinstance(item, SpooledTransaction):
+                    committed = apply_spooled(item, applier.apply, self.stop_event)
+                else:
+                    committed = applier.apply(item)
                 if committed is not None:
                     progress.commits_applied += 1
                     progress.confirm(committed.end_lsn)
@@ -272,6 +278,7 @@ class SubscriptionRunner(threading.Thread):
         finally:
             stop.set()
             reader.join(timeout=5)
+            spool.close()
 
     # -- status ---------------------------------------------------------------------
     def snapshot(self) -> Status:

@@ -2,7 +2,9 @@
 
 The reader owns the replication connection. It decodes what arrives, hands it
 to the applier through a bounded queue and answers keepalives itself, so the
-upstream always hears from us however long an apply takes.
+upstream always hears from us however long an apply takes. Transactions the
+upstream streams before they commit go to the spool (``spool.py``) and reach
+the applier whole, as one item, once committed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import queue
 import select
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import psycopg
 from psycopg import pq
@@ -25,7 +29,10 @@ from .decode import (
     Decoder,
     Keepalive,
     Message,
+    StreamAbort,
     StreamCommit,
+    StreamStart,
+    StreamStop,
     XLogData,
     lsn_to_str,
     parse_copy_data,
@@ -33,6 +40,7 @@ from .decode import (
     str_to_lsn,
 )
 from .errors import ProtocolError, UpstreamError, first_line
+from .spool import Spool, SpooledTransaction
 
 logger = logging.getLogger("pg_follower.stream")
 
@@ -105,7 +113,7 @@ class ReplicationConnection:
         command = (
             f"START_REPLICATION SLOT {_ident(slot)} LOGICAL {lsn_to_str(start_lsn)}"
             f" (proto_version '2', publication_names '{_ident(publication)}',"
-            " messages 'true')"
+            " messages 'true', streaming 'on')"
         )
         self.pgconn.send_query(command.encode())
         res = self.pgconn.get_result()
@@ -158,24 +166,84 @@ class Progress:
         return self.commits_applied == self.commits_queued
 
 
+InboxItem: TypeAlias = Message | SpooledTransaction | BaseException
+"""What the reader hands the applier: a message, a committed streamed transaction, or
+the error that stopped the reader."""
+
+
+class Inbox:
+    """The queue from reader to applier, bounded in items and in payload bytes.
+
+    Items alone would not bound memory: ten thousand rows of a megabyte each
+    are ten gigabytes. An item larger than ``max_bytes`` still goes through,
+    alone.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int):
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[InboxItem, int]] = deque()
+        self._bytes = 0
+        lock = threading.Lock()
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: InboxItem, nbytes: int = 0, timeout: float | None = None) -> None:
+        """Add ``item`` (``nbytes`` of payload); raise queue.Full after ``timeout`` seconds."""
+        with self._not_full:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._items and (
+                len(self._items) >= self.max_items or self._bytes + nbytes > self.max_bytes
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise queue.Full
+                self._not_full.wait(remaining)
+            self._items.append((item, nbytes))
+            self._bytes += nbytes
+            self._not_empty.notify()
+
+    def get(self, timeout: float | None = None) -> InboxItem:
+        """The oldest item; raise queue.Empty after ``timeout`` seconds."""
+        with self._not_empty:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._items:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise queue.Empty
+                self._not_empty.wait(remaining)
+            item, nbytes = self._items.popleft()
+            self._bytes -= nbytes
+            self._not_full.notify()
+            return item
+
+
+_RELATION = ord("R")
+
+
 class StreamReader(threading.Thread):
     """Reads the stream into ``out`` and keeps the upstream informed of progress."""
 
     def __init__(
         self,
         connection: ReplicationConnection,
-        out: queue.Queue[Message | BaseException],
+        out: Inbox,
         progress: Progress,
         stop: threading.Event,
         name: str,
+        spool: Spool,
     ):
         super().__init__(name=f"reader-{name}", daemon=True)
         self.connection = connection
         self.out = out
         self.progress = progress
         self.stop_event = stop
+        self.spool = spool
         self.decoder = Decoder()
-        self.in_transaction = False
+        self.in_transaction = False  # inside a Begin ... Commit (not a streamed one)
         self._last_feedback = 0.0
 
     def run(self) -> None:
@@ -200,28 +268,75 @@ class StreamReader(threading.Thread):
             progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
             # Nothing in flight: everything before wal_end that concerns us is
             # applied, so the slot may move on (no WAL pile-up while idle).
+            #
+            # Streamed transactions still open (spooled, not committed) need
+            # not hold this back: confirming a position past some of their
+            # changes never makes the upstream skip them after a restart.
+            # confirmed_flush becomes the next session's start_decoding_at,
+            # and a transaction is skipped only if its commit record lies
+            # before that (DecodeCommit -> DecodeTXNNeedSkip ->
+            # SnapBuildXactNeedsSkip(commit LSN)); an open transaction's
+            # commit comes after any wal_end sent to us now. Decoding restarts
+            # at restart_lsn, which running_xacts records keep at or before
+            # the oldest open transaction's first change whatever we confirm,
+            # so all its changes are decoded again; and streaming cannot
+            # start before start_decoding_at (ReorderBufferCanStartStreaming),
+            # so it comes again from its first change: streamed afresh
+            # (first_segment set) or whole at commit. Our spool dies with the
+            # session, so nothing is applied twice. PostgreSQL's own apply
+            # worker confirms the same way (flush = received when no commit
+            # is pending). What must hold the slot back is a commit received
+            # and not applied yet (caught_up), or a transaction sent at
+            # commit, from its Begin to its Commit (in_transaction).
             if not self.in_transaction and progress.caught_up:
                 progress.confirm(frame.wal_end)
             if frame.reply_requested:
                 self.send_feedback()
             return
         assert isinstance(frame, XLogData)
-        message = self.decoder.decode(frame.payload)
         progress.received_lsn = max(progress.received_lsn, frame.wal_end, frame.data_start)
         progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
-        if isinstance(message, Begin):
-            self.in_transaction = True
-        elif isinstance(message, Commit | StreamCommit):
-            self.in_transaction = False
+        payload = frame.payload
+        decoder = self.decoder
+        subxid = decoder.stream_change_xid(payload)
+        if subxid is not None:
+            # A change of a streamed transaction: to disk, undecoded.
+            self.spool.write(subxid, payload)
+            if payload[0] == _RELATION:
+                # A Relation also goes to the applier at once: its relation
+                # cache, like pgoutput's, is not transactional. The spooled
+                # copy is what the transaction's replay relies on, whatever
+                # was applied in between. Sending it now too is harmless:
+                # pgoutput sends a non-streamed transaction the shape it
+                # needs again after a stream block or abort that changed it
+                # (their invalidations reset its schema_sent).
+                self._put(decoder.decode(payload), len(payload))
+            return
+        message = decoder.decode(payload)
+        if isinstance(message, StreamStart):
+            self.spool.start(message.xid, message.first_segment)
+        elif isinstance(message, StreamStop):
+            self.spool.stop()
+        elif isinstance(message, StreamAbort):
+            self.spool.abort(message.xid, message.subxid)
+        elif isinstance(message, StreamCommit):
+            txn = self.spool.commit(message)
             progress.commits_queued += 1
-        self._put(message)
+            self._put(txn, 0)
+        else:
+            if isinstance(message, Begin):
+                self.in_transaction = True
+            elif isinstance(message, Commit):
+                self.in_transaction = False
+                progress.commits_queued += 1
+            self._put(message, len(payload))
 
-    def _put(self, item: Message) -> None:
+    def _put(self, item: InboxItem, nbytes: int) -> None:
         # A bounded queue keeps memory flat; while it is full we still talk
         # to the upstream so it does not time us out.
         while not self.stop_event.is_set():
             try:
-                self.out.put(item, timeout=0.5)
+                self.out.put(item, nbytes, timeout=0.5)
                 return
             except queue.Full:
                 self.send_feedback()
@@ -244,6 +359,8 @@ def _literal(value: str) -> str:
 
 __all__ = [
     "CreatedSlot",
+    "Inbox",
+    "InboxItem",
     "Progress",
     "ProtocolError",
     "ReplicationConnection",
