@@ -69,6 +69,12 @@ def cmd_drop_slot(args: argparse.Namespace) -> int:
     return drop_slot(conninfo, args.slot)
 
 
+def cmd_sequences(_args: argparse.Namespace) -> int:
+    from .slots import print_sequences
+
+    return print_sequences(sys.stdin.read().strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pg-follower", description="Logical replication follower for PostgreSQL."
@@ -127,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     drop = sub.add_parser("drop-slot", help=argparse.SUPPRESS)
     drop.add_argument("--slot", required=True)
     drop.set_defaults(func=cmd_drop_slot)
+    seqs = sub.add_parser("upstream-sequences", help=argparse.SUPPRESS)
+    seqs.set_defaults(func=cmd_sequences)
     return parser
 
 

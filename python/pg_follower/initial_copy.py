@@ -92,6 +92,29 @@ class CopyProgress:
     rows_copied: int = 0
 
 
+def read_sequence_values(up: psycopg.Connection[Any]) -> list[SequenceValue]:
+    """Every user sequence of the upstream database and its current value."""
+    names = up.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
+        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'S' AND n.nspname <> %s"
+        "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        "   AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast%%'"
+        "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+        "                    WHERE d.classid = 'pg_catalog.pg_class'::regclass"
+        "                      AND d.objid = c.oid AND d.deptype = 'e')",
+        [INTERNAL_SCHEMA],
+    ).fetchall()
+    values = []
+    for schema, name in names:
+        row = up.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+        ).fetchone()
+        assert row is not None
+        values.append(SequenceValue(schema, name, int(row[0]), bool(row[1])))
+    return values
+
+
 def find_pg_dump() -> str:
     """The newest pg_dump on this machine: $PG_DUMP, Debian's versioned dirs, PATH."""
     explicit = os.environ.get("PG_DUMP")
@@ -134,7 +157,7 @@ class InitialCopy:
         """Copy everything; the caller commits ``down`` (or rolls it back)."""
         with self._snapshot_connection() as up:
             tables = self._published_tables(up)
-            sequences = self._sequence_values(up)
+            sequences = read_sequence_values(up)
             self.progress.tables_total = len(tables)
             self.progress.rows_total = sum(t.estimated_rows for t in tables)
             self._run_script("pre-data", self._dump("pre-data"))
@@ -180,27 +203,6 @@ class InitialCopy:
             [PUBLICATION, INTERNAL_SCHEMA],
         ).fetchall()
         return [TableToCopy(r[0], r[1], tuple(r[2]), int(r[3])) for r in rows]
-
-    def _sequence_values(self, up: psycopg.Connection[Any]) -> list[SequenceValue]:
-        names = up.execute(
-            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
-            "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind = 'S' AND n.nspname <> %s"
-            "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            "   AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast%%'"
-            "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
-            "                    WHERE d.classid = 'pg_catalog.pg_class'::regclass"
-            "                      AND d.objid = c.oid AND d.deptype = 'e')",
-            [INTERNAL_SCHEMA],
-        ).fetchall()
-        values = []
-        for schema, name in names:
-            row = up.execute(
-                sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
-            ).fetchone()
-            assert row is not None
-            values.append(SequenceValue(schema, name, int(row[0]), bool(row[1])))
-        return values
 
     def _dump(self, section: str) -> str:
         """One section of the upstream's schema, from pg_dump in the snapshot."""

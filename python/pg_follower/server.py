@@ -205,12 +205,66 @@ def _python_env(plpy: Plpy) -> dict[str, str]:
     pydir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     extra = _setting(plpy, "pg_follower_py.worker_pythonpath")
     path = f"{extra}:{pydir}" if extra else pydir
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": path, "LC_ALL": "C.UTF-8"}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONPATH": path, "LC_ALL": "C.UTF-8"}
+    spool = _setting(plpy, "pg_follower_py.spool_dir")
+    if spool:  # where big streamed transactions wait for their commit
+        env["PG_FOLLOWER_SPOOL_DIR"] = spool
+    return env
 
 
 def _drop_upstream_slot(plpy: Plpy, conninfo: str, slot_name: str) -> str | None:
     """Drop the slot through a helper process; return an error text or None."""
-    argv = [_worker_python(), "-m", "pg_follower", "drop-slot", "--slot", slot_name]
+    res = _helper(plpy, conninfo, ["drop-slot", "--slot", slot_name])
+    if isinstance(res, str):
+        return res
+    if res.returncode != 0:
+        lines = (res.stderr.strip() or "unknown error").splitlines()
+        return lines[-1]
+    return None
+
+
+def sync_sequences(plpy: Plpy, name: str | None) -> int:
+    """Set every downstream sequence to its upstream value; how many were set."""
+    rows = plpy.execute(
+        _plan(
+            plpy, "SELECT conninfo, upstream FROM pgfollower.subscription WHERE name = $1", ["text"]
+        ),
+        [name],
+    )
+    if not rows:
+        _fail(
+            plpy,
+            f'subscription "{name}" does not exist',
+            hint="SELECT name FROM follow_status lists the subscriptions of this database.",
+        )
+    res = _helper(plpy, rows[0]["conninfo"], ["upstream-sequences"])
+    if isinstance(res, str) or res.returncode != 0:
+        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
+        _fail(
+            plpy,
+            f"cannot read the sequences of the upstream ({rows[0]['upstream']}): {error}",
+            hint="Check that the upstream is reachable, then try again.",
+        )
+    setval = _plan(
+        plpy,
+        "SELECT pg_catalog.setval(c.oid, $3, $4) FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'S'",
+        ["text", "text", "bigint", "boolean"],
+    )
+    done = 0
+    for schema, seq, last_value, is_called in json.loads(res.stdout):
+        if plpy.execute(setval, [schema, seq, last_value, is_called]):
+            done += 1
+        else:
+            plpy.notice(f'pg_follower_py: sequence "{schema}"."{seq}" is not on the downstream')
+    return done
+
+
+def _helper(plpy: Plpy, conninfo: str, args: list[str]) -> subprocess.CompletedProcess[str] | str:
+    """Run ``python -m pg_follower <args>`` with the conninfo on its stdin (not
+    its command line); its result, or an error text if it could not run."""
+    argv = [_worker_python(), "-m", "pg_follower", *args]
     try:
         res = subprocess.run(
             argv,
@@ -222,11 +276,8 @@ def _drop_upstream_slot(plpy: Plpy, conninfo: str, slot_name: str) -> str | None
             close_fds=True,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"the drop-slot helper failed: {exc}"
-    if res.returncode != 0:
-        lines = (res.stderr.strip() or "unknown error").splitlines()
-        return lines[-1]
-    return None
+        return f"the {args[0]} helper failed: {exc}"
+    return res
 
 
 def ensure_worker(plpy: Plpy, wait: bool) -> int | None:

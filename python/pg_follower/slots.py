@@ -1,7 +1,9 @@
-"""Dropping a subscription's upstream slot (run by stop_follow in a helper process)."""
+"""Helpers that stop_follow and sync_sequences run in a process of their own:
+dropping a subscription's upstream slot, reading the upstream's sequences."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -60,3 +62,18 @@ def drop_slot(conninfo: str, slot: str) -> int:
         return 1
     finally:
         repl.close()
+
+
+def print_sequences(conninfo: str) -> int:
+    """Print the upstream's sequences and values as JSON; exit status 0 on success."""
+    from .initial_copy import read_sequence_values
+    from .stream import worker_conninfo
+
+    try:
+        with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
+            values = read_sequence_values(up)
+    except psycopg.Error as exc:
+        print(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), file=sys.stderr)
+        return 1
+    json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
+    return 0

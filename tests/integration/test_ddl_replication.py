@@ -401,3 +401,19 @@ def test_temporary_tables_are_never_replicated_nor_refused(pair: Pair) -> None:
     pair.caught_up()
     assert pair.down.scalar("SELECT count(*) FROM pg_class WHERE relname LIKE 'tmp%'") == 0
     assert pair.down.scalar("SELECT to_regclass('public.real_one') IS NOT NULL")
+
+
+def test_sync_sequences_on_demand(pair: Pair) -> None:
+    pair.follow()
+    pair.up.execute("CREATE SEQUENCE s START 10")
+    pair.up.execute("CREATE TABLE t (id serial PRIMARY KEY)")
+    pair.up.execute("SELECT nextval('s') FROM generate_series(1, 5)")  # never decoded
+    pair.up.execute("INSERT INTO t DEFAULT VALUES")
+    pair.caught_up()
+    last = "SELECT last_value, is_called FROM {}"
+    assert pair.down.rows(last.format("s")) == [(10, False)]
+    assert pair.down.scalar("SELECT sync_sequences()") == 2
+    for seq in ("s", "t_id_seq"):
+        assert pair.down.rows(last.format(seq)) == pair.up.rows(last.format(seq))
+    with pytest.raises(psycopg.Error, match='subscription "nope" does not exist'):
+        pair.down.execute("SELECT sync_sequences('nope')")

@@ -18,8 +18,12 @@
 --     refusals for DDL run nested and for backslashes in strings when
 --     standard_conforming_strings is off; DROP TABLE [IF EXISTS] ... CASCADE;
 --   * refusals end to end, with their exact messages, while followed: CREATE
---     TABLE AS, SELECT INTO, ALTER TABLE, CREATE INDEX, CREATE VIEW, CREATE
---     TABLE and DROP TABLE inside a DO block;
+--     TABLE AS, SELECT INTO, CREATE VIEW, and CREATE TABLE, DROP TABLE, ALTER
+--     TABLE and CREATE INDEX inside a DO block or PL/pgSQL's EXECUTE;
+--   * capture_ddl()/capture_drop() of the replayed kinds: ALTER TABLE under the
+--     upstream search_path, CREATE INDEX CONCURRENTLY without CONCURRENTLY,
+--     CREATE TYPE, DROP SCHEMA ... CASCADE by identity; ADD COLUMN with a
+--     volatile default on a table with rows refused;
 --   * SET LOCAL pg_follower_py.unsupported_ddl = 'warn' (any case) lets them
 --     run and emits nothing for them; an invalid value is an error of its own;
 --   * temporary tables (CREATE TEMP TABLE [AS], SELECT INTO TEMP, ALTER, CREATE
@@ -58,7 +62,7 @@ SET client_min_messages = warning;
 -- The plan comes first, before the database is followed: plan() runs GRANT on
 -- its temporary tables, which the trigger refuses while followed (a bug, see
 -- the TODO test below). Its temporary tables live as long as the session.
-SELECT plan(52);
+SELECT plan(58);
 
 -- Not followed yet: clear what an interrupted earlier run may have left.
 DROP TABLE IF EXISTS tap_committed;
@@ -227,6 +231,72 @@ SELECT is(
             "search_path": "public", "sql": "DROP TABLE public.tap_keyed"}'::jsonb],
     'capture_drop: DROP TABLE IF EXISTS replays the drop of what existed');
 
+SELECT is(
+    pgfollower.capture_ddl('ALTER TABLE', 'ALTER TABLE tap_keyed ALTER COLUMN v SET DEFAULT ''x''',
+        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'tap_other, public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "alter_table", "tag": "ALTER TABLE", "identity": "public.tap_keyed",
+            "search_path": "tap_other, public",
+            "sql": "ALTER TABLE tap_keyed ALTER COLUMN v SET DEFAULT ''x''"}'::jsonb],
+    'capture_ddl: ALTER TABLE is replayed as sent, under the upstream search_path');
+SELECT is(
+    pgfollower.capture_ddl('CREATE INDEX', 'CREATE INDEX CONCURRENTLY tap_i ON tap_keyed (v)',
+        '[{"command_tag": "CREATE INDEX", "object_type": "index", "schema_name": "public",
+           "object_identity": "public.tap_i", "in_extension": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_index", "tag": "CREATE INDEX", "identity": "public.tap_i",
+            "search_path": "public", "sql": "CREATE INDEX tap_i ON tap_keyed (v)"}'::jsonb],
+    'capture_ddl: CREATE INDEX CONCURRENTLY is replayed without CONCURRENTLY');
+SELECT is(
+    pgfollower.capture_ddl('CREATE TYPE', 'CREATE TYPE tap_mood AS ENUM (''a'', ''b'')',
+        '[{"command_tag": "CREATE TYPE", "object_type": "type", "schema_name": "public",
+           "object_identity": "public.tap_mood", "in_extension": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "create_type", "tag": "CREATE TYPE", "identity": "public.tap_mood",
+            "search_path": "public", "sql": "CREATE TYPE tap_mood AS ENUM (''a'', ''b'')"}'::jsonb],
+    'capture_ddl: CREATE TYPE is replayed');
+SELECT is(
+    pgfollower.capture_drop('DROP SCHEMA', 'DROP SCHEMA tap_s CASCADE',
+        '[{"object_type": "schema", "schema_name": null, "object_name": "tap_s",
+           "object_identity": "tap_s", "original": true, "is_temporary": false},
+          {"object_type": "table", "schema_name": "tap_s", "object_name": "t",
+           "object_identity": "tap_s.t", "original": false, "is_temporary": false}]',
+        'public', false, true)::jsonb[],
+    ARRAY['{"v": 1, "kind": "drop_schema", "tag": "DROP SCHEMA", "identity": "tap_s",
+            "search_path": "public", "sql": "DROP SCHEMA tap_s CASCADE"}'::jsonb],
+    'capture_drop: DROP SCHEMA ... CASCADE is replayed by identity');
+SELECT throws_ok(
+    $$SELECT pgfollower.capture_ddl('ALTER TABLE',
+        'ALTER TABLE tap_keyed ADD a int; ALTER TABLE tap_keyed ADD b int',
+        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', true, true)$$,
+    NULL,
+    'plpy.Error: pg_follower_py: the ALTER TABLE statement for public.tap_keyed is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'capture_ddl: a nested ALTER TABLE is refused');
+-- a volatile default on a table with rows: the column exists (added with the
+-- policy at warn), the capture of the same statement is refused
+INSERT INTO tap_keyed VALUES (1, 'one');
+SET LOCAL pg_follower_py.unsupported_ddl = 'warn';
+SET LOCAL client_min_messages = error;
+ALTER TABLE tap_keyed ADD COLUMN tap_r float8 DEFAULT random();
+RESET pg_follower_py.unsupported_ddl;
+SET LOCAL client_min_messages = warning;
+SELECT throws_ok(
+    $$SELECT pgfollower.capture_ddl('ALTER TABLE',
+        'ALTER TABLE tap_keyed ADD COLUMN tap_r float8 DEFAULT random()',
+        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
+           "object_identity": "public.tap_keyed", "in_extension": false}]',
+        'public', false, true)$$,
+    NULL,
+    'plpy.Error: pg_follower_py: ALTER TABLE public.tap_keyed adds tap_r with a volatile default'
+    ' or identity, which gives the existing rows values the downstream would compute differently',
+    'capture_ddl: ADD COLUMN with a volatile default on a table with rows is refused');
+ALTER TABLE tap_keyed DROP COLUMN tap_r;
+DELETE FROM tap_keyed;
+
 ------------------------------------------------------------------------------
 -- Refusals, end to end
 ------------------------------------------------------------------------------
@@ -237,11 +307,13 @@ SELECT throws_ok('SELECT 1 AS a INTO tap_into', NULL,
     'plpy.Error: pg_follower_py: SELECT INTO on public.tap_into cannot be replicated',
     'SELECT INTO is refused');
 SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note text', NULL,
-    'plpy.Error: pg_follower_py: ALTER TABLE on public.tap_keyed cannot be replicated',
-    'ALTER TABLE is refused');
+    'plpy.Error: pg_follower_py: the ALTER TABLE statement for public.tap_keyed is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'ALTER TABLE run by EXECUTE in PL/pgSQL is refused');
 SELECT throws_ok('CREATE INDEX tap_keyed_v ON tap_keyed (v)', NULL,
-    'plpy.Error: pg_follower_py: CREATE INDEX on public.tap_keyed_v cannot be replicated',
-    'CREATE INDEX is refused');
+    'plpy.Error: pg_follower_py: the CREATE INDEX statement for public.tap_keyed_v is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
+    'CREATE INDEX run by EXECUTE in PL/pgSQL is refused');
 SELECT throws_ok('CREATE VIEW tap_view AS SELECT 1 AS a', NULL,
     'plpy.Error: pg_follower_py: CREATE VIEW on public.tap_view cannot be replicated',
     'CREATE VIEW is refused');
@@ -268,9 +340,9 @@ SELECT lives_ok('ALTER TABLE tap_keyed ADD COLUMN note text', 'warn: ALTER TABLE
 SELECT lives_ok('DO $$ BEGIN CREATE TABLE tap_in_do (id int PRIMARY KEY); END $$',
                 'warn: CREATE TABLE in a DO block runs');
 SELECT is(
-    pgfollower.capture_ddl('ALTER TABLE', 'ALTER TABLE tap_keyed ADD COLUMN note text',
-        '[{"command_tag": "ALTER TABLE", "object_type": "table", "schema_name": "public",
-           "object_identity": "public.tap_keyed", "in_extension": false}]',
+    pgfollower.capture_ddl('CREATE VIEW', 'CREATE VIEW tap_v AS SELECT 1',
+        '[{"command_tag": "CREATE VIEW", "object_type": "view", "schema_name": "public",
+           "object_identity": "public.tap_v", "in_extension": false}]',
         'public', false, true),
     '{}'::text[], 'warn: nothing is emitted for the refused DDL');
 SET LOCAL pg_follower_py.unsupported_ddl = 'WARN';
@@ -282,7 +354,8 @@ SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note3 text', NULL,
     'an invalid pg_follower_py.unsupported_ddl is an error of its own');
 RESET pg_follower_py.unsupported_ddl;
 SELECT throws_ok('ALTER TABLE tap_keyed ADD COLUMN note3 text', NULL,
-    'plpy.Error: pg_follower_py: ALTER TABLE on public.tap_keyed cannot be replicated',
+    'plpy.Error: pg_follower_py: the ALTER TABLE statement for public.tap_keyed is not in the'
+    ' client''s query text (it ran inside a function or a DO block)',
     'reset: unsupported DDL is refused again');
 
 ------------------------------------------------------------------------------
