@@ -18,15 +18,21 @@ import pytest
 from pg_follower.cluster import Cluster, make_base_dir
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, what: str | Callable[[], str] = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``.
+
+    ``what`` names what is awaited; a callable is called at the failure (current state).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+            described = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {described or predicate}")
         time.sleep(0.05)
 
 
@@ -65,6 +71,23 @@ class Node:
         self.conn.close()
 
 
+def text_rows(
+    node: Node | psycopg.Connection[Any], query: str, params: Any = None
+) -> list[tuple[str | None, ...]]:
+    """The rows of ``query`` exactly as the server prints them (type output functions)."""
+    conn = node.conn if isinstance(node, Node) else node
+    cur = conn.execute(query, params)
+    res = cur.pgresult
+    assert res is not None
+    return [
+        tuple(
+            None if (v := res.get_value(r, c)) is None else bytes(v).decode()
+            for c in range(res.nfields)
+        )
+        for r in range(res.ntuples)
+    ]
+
+
 class Pair:
     """An upstream and a downstream database, both with the extension."""
 
@@ -97,7 +120,7 @@ class Pair:
                 "SELECT bool_and(applied_lsn >= %s::pg_lsn) FROM follow_status", [target]
             ),
             timeout,
-            f"downstream to reach {target}: {self.status()}",
+            lambda: f"downstream to reach {target}: {self.status()}",
         )
 
     def worker_pid(self) -> int | None:

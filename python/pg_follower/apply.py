@@ -48,6 +48,123 @@ COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays boun
 
 Value = bytes | BinaryValue | object | None
 
+# Built-in types whose default equality holds only for identical values (same
+# text output): matching an old row on it is exact. Others (float8 0 = -0,
+# numeric 1.0 = 1.00, interval '1 day' = '24 hours', jsonb, arrays, ...) are
+# also compared by their text form.
+_EXACT_EQUALITY: frozenset[int] = frozenset(
+    {
+        16,  # bool
+        17,  # bytea
+        18,  # "char"
+        20,  # int8
+        21,  # int2
+        23,  # int4
+        26,  # oid
+        650,  # cidr
+        790,  # money
+        829,  # macaddr
+        869,  # inet
+        1082,  # date
+        1083,  # time
+        1114,  # timestamp
+        1184,  # timestamptz
+        1560,  # bit
+        1562,  # varbit
+        2950,  # uuid
+        3220,  # pg_lsn
+    }
+)
+# name, text, varchar: exact under a deterministic collation.
+_EXACT_IF_DETERMINISTIC: frozenset[int] = frozenset({19, 25, 1043})
+_OPERATOR_CHARS = frozenset("+-*/<>=~!@#%^&|`?")
+_ANYARRAY = 2277
+_RECORD = 2249
+
+# The default equality of a (base) type, as lookup_type_cache finds it: the
+# default btree opclass's, else the default hash opclass's; an opclass on a
+# pseudo-type (anyarray, record, ...) or binary-coercible type counts.
+_EQUALITY_SQL = """
+SELECT c.opcintype, n.nspname, o.oprname
+  FROM pg_catalog.pg_opclass c
+  JOIN pg_catalog.pg_am am ON am.oid = c.opcmethod
+  JOIN pg_catalog.pg_amop ao ON ao.amopfamily = c.opcfamily
+   AND ao.amoplefttype = c.opcintype AND ao.amoprighttype = c.opcintype
+   AND ao.amopstrategy = CASE am.amname WHEN 'btree' THEN 3 ELSE 1 END
+  JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+  JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = %(type)s
+ WHERE c.opcdefault AND am.amname IN ('btree', 'hash')
+   AND (c.opcintype = t.oid
+        OR (c.opcintype = 'pg_catalog.anyarray'::pg_catalog.regtype
+            AND t.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
+        OR (c.opcintype = 'pg_catalog.anyenum'::pg_catalog.regtype AND t.typtype = 'e')
+        OR (c.opcintype = 'pg_catalog.anyrange'::pg_catalog.regtype AND t.typtype = 'r')
+        OR (c.opcintype = 'pg_catalog.anymultirange'::pg_catalog.regtype AND t.typtype = 'm')
+        OR (c.opcintype = 'pg_catalog.record'::pg_catalog.regtype AND t.typtype = 'c')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k
+                    WHERE k.castsource = t.oid AND k.casttarget = c.opcintype
+                      AND k.castmethod = 'b' AND k.castcontext = 'i'))
+ ORDER BY am.amname = 'btree' DESC, c.opcintype = t.oid DESC
+ LIMIT 1
+"""
+
+_TABLE_SQL = """
+SELECT c.relkind, a.attname, a.atttypid, a.attidentity, a.attgenerated,
+       coalesce(co.collisdeterministic, true)
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attribute a
+    ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+ WHERE n.nspname = %s AND c.relname = %s
+ ORDER BY a.attnum
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeMatch:
+    """How values of one type are compared: its name, its default equality."""
+
+    name: sql.Composable
+    equality: sql.Composable | None  # OPERATOR(schema.=); None: the type has none usable
+    exact: bool  # the equality holds only for identical values
+    exact_if_deterministic: bool  # ... when the column's collation is deterministic
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMatch:
+    """How one downstream column is compared with an old value sent as text."""
+
+    type_name: sql.Composable | None  # to cast a parameter to; None: column not found
+    equality: sql.Composable | None
+    exact: bool
+    identity_always: bool  # GENERATED ALWAYS AS IDENTITY: an UPDATE cannot set it
+    generated: bool  # GENERATED ALWAYS AS (...) STORED: computed, never written
+
+
+# A column the downstream table lacks: the statement fails and says so.
+_UNKNOWN_COLUMN = ColumnMatch(None, None, False, False, False)
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What the downstream catalog says about one target table."""
+
+    partitioned: bool
+    columns: dict[str, ColumnMatch]
+
+    def column(self, name: str) -> ColumnMatch:
+        return self.columns.get(name, _UNKNOWN_COLUMN)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The shape of a WHERE clause that finds a row: its columns, which are NULL."""
+
+    columns: tuple[tuple[str, bool], ...]  # (name, old value is NULL)
+    full: bool  # the whole old row (REPLICA IDENTITY FULL), not a key
+
 
 @dataclass(slots=True)
 class Target:
@@ -58,6 +175,7 @@ class Target:
     skip: bool
     copy_sql: str = ""
     statements: dict[tuple[Any, ...], str] | None = None
+    info: TableInfo | None = None  # looked up at the first UPDATE, DELETE or TRUNCATE
 
 
 def _text(value: Value) -> str | None:
@@ -102,6 +220,7 @@ class PostgresApplier:
         self._copy_bytes = 0
         self._copy_target: Target | None = None
         self._statement = ""
+        self._types: dict[int, TypeMatch] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             Begin: self._on_begin,
             Commit: self._on_commit,
@@ -159,6 +278,7 @@ class PostgresApplier:
         return message if isinstance(message, Commit) else None
 
     def rollback(self) -> None:
+        self._forget_catalog()
         self._copy_rows.clear()
         self._copy_bytes = 0
         self._copy_target = None
@@ -166,6 +286,13 @@ class PostgresApplier:
         self._skipping = False
         if not self.conn.closed:
             self.conn.rollback()
+
+    def _forget_catalog(self) -> None:
+        """Drop what was read from the downstream catalog: DDL or a rollback may change it."""
+        self._types.clear()
+        for target in self.targets.values():
+            target.info = None
+            target.statements = {}
 
     def _fail(self, exc: psycopg.Error) -> None:
         begin = self._begin
@@ -285,18 +412,46 @@ class PostgresApplier:
         if target.skip:
             return
         self._flush_copy()
+        info = self._table_info(target)
         columns = target.relation.columns
-        changed = [i for i, v in enumerate(m.new) if v is not UNCHANGED_TOAST]
-        where_cols, where_vals = self._identity(target, m.old, m.old_kind, m.new)
-        full = m.old_kind == "O"
-        key = ("U", tuple(changed), tuple(where_cols), full)
-        query = self._statement_for(
-            target,
-            key,
-            lambda: self._update_sql(target, [columns[i].name for i in changed], where_cols, full),
-        )
-        params = [_text(m.new[i]) for i in changed] + where_vals
-        self._execute_one(query, params, target, "UPDATE")
+        where, where_vals = self._identity(target, info, m.old, m.old_kind, m.new)
+        old = m.old if m.old_kind == "O" else None
+        # Set what changed: not the unchanged TOASTed values (not sent), nor
+        # what is known to be the same (the key when it did not change, the
+        # equal columns of a full old row).
+        changed = []
+        for i, (column, value) in enumerate(zip(columns, m.new, strict=True)):
+            if value is UNCHANGED_TOAST:
+                continue
+            if old is not None and old[i] == value:
+                continue
+            if old is None and column.is_key and (m.old is None or m.old[i] == value):
+                continue
+            if info.column(column.name).generated:
+                continue
+            changed.append(i)
+        set_cols = [columns[i].name for i in changed]
+        set_vals = [_text(m.new[i]) for i in changed]
+        if not changed:
+            # Nothing to write; still check the row is there.
+            key: tuple[Any, ...] = ("F", where)
+            query = self._statement_for(target, key, lambda: self._find_sql(target, info, where))
+            self._execute_one(query, where_vals, target, "UPDATE")
+        elif any(info.column(c).identity_always for c in set_cols):
+            # An UPDATE cannot set a GENERATED ALWAYS identity column: move the row.
+            key = ("M", tuple(changed), where)
+            query = self._statement_for(
+                target, key, lambda: self._move_sql(target, info, set_cols, where)
+            )
+            new = dict(zip(set_cols, set_vals, strict=True))
+            moved = [new[n] for n in _move_columns(info, set_cols) if n in new]
+            self._execute_one(query, where_vals + moved, target, "UPDATE")
+        else:
+            key = ("U", tuple(changed), where)
+            query = self._statement_for(
+                target, key, lambda: self._update_sql(target, info, set_cols, where)
+            )
+            self._execute_one(query, set_vals + where_vals, target, "UPDATE")
 
     def _on_delete(self, m: Delete) -> None:
         target = self._target(m.relation_id)
@@ -305,33 +460,50 @@ class PostgresApplier:
         self._flush_copy()
         if m.old is None:
             raise ProtocolError(f"DELETE on {target.relation.name} without an old tuple")
-        where_cols, where_vals = self._identity(target, m.old, m.old_kind, None)
-        full = m.old_kind == "O"
-        key = ("D", tuple(where_cols), full)
-        query = self._statement_for(target, key, lambda: self._delete_sql(target, where_cols, full))
+        info = self._table_info(target)
+        where, where_vals = self._identity(target, info, m.old, m.old_kind, None)
+        key = ("D", where)
+        query = self._statement_for(target, key, lambda: self._delete_sql(target, info, where))
         self._execute_one(query, where_vals, target, "DELETE")
 
     def _identity(
         self,
         target: Target,
+        info: TableInfo,
         old: Sequence[Value] | None,
         old_kind: str | None,
         new: Sequence[Value] | None,
-    ) -> tuple[list[str], list[str | None]]:
-        """Columns and values that find the row: the key, or the whole old row."""
+    ) -> tuple[Where, list[str | None]]:
+        """How to find the row (the key, or the whole old row), and the parameters."""
         columns = target.relation.columns
-        if old_kind == "O" and old is not None:
+        full = old_kind == "O" and old is not None
+        if full:
+            assert old is not None
+            source: Sequence[Value] | None = old
             picked = [i for i, v in enumerate(old) if v is not UNCHANGED_TOAST]
-            return [columns[i].name for i in picked], [_text(old[i]) for i in picked]
-        source = old if old is not None else new
-        keys = [i for i, c in enumerate(columns) if c.is_key]
-        if source is None or not keys:
+        else:
+            source = old if old is not None else new
+            picked = [i for i, c in enumerate(columns) if c.is_key]
+        if source is None or not picked:
             raise ApplyError(
                 f'cannot find the row to change in "{target.relation.namespace}".'
                 f'"{target.relation.name}": the upstream sent no replica identity',
                 statement=None,
             )
-        return [columns[i].name for i in keys], [_text(source[i]) for i in keys]
+        conditions: list[tuple[str, bool]] = []
+        params: list[str | None] = []
+        for i in picked:
+            name, value = columns[i].name, source[i]
+            if value is None:
+                conditions.append((name, True))
+                continue
+            conditions.append((name, False))
+            text = _text(value)
+            params.append(text)
+            match = info.column(name)
+            if full and match.equality is not None and not match.exact:
+                params.append(text)  # compared by equality, then by text form
+        return Where(tuple(conditions), full), params
 
     def _statement_for(self, target: Target, key: tuple[Any, ...], build: Callable[[], str]) -> str:
         assert target.statements is not None
@@ -340,34 +512,204 @@ class PostgresApplier:
             query = target.statements[key] = build()
         return query
 
-    def _where(self, columns: Sequence[str], full: bool) -> sql.Composable:
-        # A full-row identity may hold NULLs: match them with IS NOT DISTINCT FROM.
-        op = sql.SQL(" IS NOT DISTINCT FROM ") if full else sql.SQL(" = ")
-        return sql.SQL(" AND ").join(
-            sql.Composed([sql.Identifier(c), op, sql.Placeholder()]) for c in columns
+    # -- the downstream catalog ------------------------------------------------------
+    def _table_info(self, target: Target) -> TableInfo:
+        """The downstream table's columns and how to compare them; cached until DDL."""
+        if target.info is not None:
+            return target.info
+        rel = target.relation
+        self._statement = "SELECT ... FROM pg_catalog.pg_attribute (the target's columns)"
+        rows = self.conn.execute(_TABLE_SQL, [rel.namespace or "pg_catalog", rel.name]).fetchall()
+        columns: dict[str, ColumnMatch] = {}
+        for _kind, name, type_oid, identity, generated, deterministic in rows:
+            if name is None:
+                continue
+            tm = self._type_match(int(type_oid))
+            columns[str(name)] = ColumnMatch(
+                type_name=tm.name,
+                equality=tm.equality,
+                exact=tm.exact or (tm.exact_if_deterministic and bool(deterministic)),
+                identity_always=identity == "a",
+                generated=bool(generated),
+            )
+        target.info = TableInfo(partitioned=bool(rows) and rows[0][0] == "p", columns=columns)
+        return target.info
+
+    def _type_match(self, type_oid: int) -> TypeMatch:
+        cached = self._types.get(type_oid)
+        if cached is not None:
+            return cached
+        row = self.conn.execute(
+            "SELECT n.nspname, t.typname FROM pg_catalog.pg_type t"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = %s",
+            [type_oid],
+        ).fetchone()
+        if row is None:
+            raise ApplyError(f"type {type_oid} vanished from the downstream catalog")
+        base, typtype = self._base_type(type_oid)
+        equality = self._equality(base, depth=0)
+        match = TypeMatch(
+            name=self._ident(str(row[0]), str(row[1])),
+            equality=equality,
+            exact=equality is not None and (base in _EXACT_EQUALITY or typtype == "e"),
+            exact_if_deterministic=equality is not None and base in _EXACT_IF_DETERMINISTIC,
+        )
+        self._types[type_oid] = match
+        return match
+
+    def _base_type(self, type_oid: int) -> tuple[int, str]:
+        """The type under any domains, and its typtype."""
+        for _ in range(100):
+            row = self.conn.execute(
+                "SELECT typtype, typbasetype FROM pg_catalog.pg_type WHERE oid = %s", [type_oid]
+            ).fetchone()
+            if row is None:
+                break
+            if row[0] != "d":
+                return type_oid, str(row[0])
+            type_oid = int(row[1])
+        raise ApplyError(f"type {type_oid} vanished from the downstream catalog")
+
+    def _equality(self, type_oid: int, depth: int) -> sql.Composable | None:
+        """The default equality operator of a base type, if every part of it has one.
+
+        As in PostgreSQL: an array's needs its element type's, a composite's
+        needs its every column type's.
+        """
+        if depth > 50:
+            return None
+        row = self.conn.execute(_EQUALITY_SQL, {"type": type_oid}).fetchone()
+        if row is None:
+            return None
+        opcintype, schema, name = int(row[0]), str(row[1]), str(row[2])
+        if not name or not set(name) <= _OPERATOR_CHARS:
+            return None
+        if opcintype == _ANYARRAY:
+            elem = self.conn.execute(
+                "SELECT typelem FROM pg_catalog.pg_type WHERE oid = %s", [type_oid]
+            ).fetchone()
+            if elem is None or not self._part_has_equality(int(elem[0]), depth):
+                return None
+        elif opcintype == _RECORD:
+            parts = self.conn.execute(
+                "SELECT a.atttypid FROM pg_catalog.pg_type t"
+                " JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid"
+                " WHERE t.oid = %s AND a.attnum > 0 AND NOT a.attisdropped",
+                [type_oid],
+            ).fetchall()
+            if not all(self._part_has_equality(int(p[0]), depth) for p in parts):
+                return None
+        return sql.SQL("OPERATOR({}.{})").format(sql.SQL(self._ident_text(schema)), sql.SQL(name))
+
+    def _part_has_equality(self, type_oid: int, depth: int) -> bool:
+        base, _ = self._base_type(type_oid)
+        return self._equality(base, depth + 1) is not None
+
+    def _ident_text(self, *names: str) -> str:
+        # Rendered for statements run with parameters: a literal % is written %%.
+        return sql.Identifier(*names).as_string(self.conn).replace("%", "%%")
+
+    def _ident(self, *names: str) -> sql.Composable:
+        return sql.SQL(self._ident_text(*names))
+
+    # -- statements ------------------------------------------------------------------
+    def _table_sql(self, target: Target, info: TableInfo) -> sql.Composable:
+        """The table for UPDATE and DELETE: ONLY it, not its inheritance children."""
+        rel = target.relation
+        name = self._ident(rel.namespace or "pg_catalog", rel.name)
+        # A partitioned table's rows are all in its partitions.
+        return name if info.partitioned else sql.SQL("ONLY {}").format(name)
+
+    def _condition(self, info: TableInfo, name: str, null: bool, full: bool) -> sql.Composable:
+        """One column of the WHERE clause that finds a row."""
+        column = self._ident(name)
+        if null:
+            return sql.SQL("{} IS NULL").format(column)
+        match = info.column(name)
+        text_form = sql.SQL(
+            '(pg_catalog.concat({}) COLLATE pg_catalog."C")'
+            " OPERATOR(pg_catalog.=) {}::pg_catalog.text"
+        ).format(column, sql.Placeholder())
+        if match.equality is None or match.type_name is None:
+            return text_form
+        equal = sql.SQL("{} {} {}::{}").format(
+            column, match.equality, sql.Placeholder(), match.type_name
+        )
+        # A key is unique under its equality; a full row may have equal twins.
+        if match.exact or not full:
+            return equal
+        return sql.SQL("{} AND {}").format(equal, text_form)
+
+    def _where_sql(self, target: Target, info: TableInfo, where: Where) -> sql.Composable:
+        """The WHERE clause; with a full-row identity, duplicates exist: touch one."""
+        conditions = sql.SQL(" AND ").join(
+            self._condition(info, name, null, where.full) for name, null in where.columns
+        )
+        if not where.full:
+            return conditions
+        # Rows of different partitions can share a ctid.
+        rowid = "(tableoid, ctid)" if info.partitioned else "ctid"
+        return sql.SQL("{} = (SELECT {} FROM {} WHERE {} LIMIT 1)").format(
+            sql.SQL(rowid), sql.SQL(rowid.strip("()")), self._table_sql(target, info), conditions
         )
 
     def _update_sql(
-        self, target: Target, set_cols: Sequence[str], where_cols: Sequence[str], full: bool
+        self, target: Target, info: TableInfo, set_cols: Sequence[str], where: Where
     ) -> str:
         assignments = sql.SQL(", ").join(
-            sql.Composed([sql.Identifier(c), sql.SQL(" = "), sql.Placeholder()]) for c in set_cols
+            sql.SQL("{} = {}").format(self._ident(c), sql.Placeholder()) for c in set_cols
         )
-        where = self._one_row(target, where_cols, full)
         return self._render(
-            sql.SQL("UPDATE {} SET {} WHERE {}").format(target.table, assignments, where)
+            sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                self._table_sql(target, info), assignments, self._where_sql(target, info, where)
+            )
         )
 
-    def _delete_sql(self, target: Target, where_cols: Sequence[str], full: bool) -> str:
-        where = self._one_row(target, where_cols, full)
-        return self._render(sql.SQL("DELETE FROM {} WHERE {}").format(target.table, where))
+    def _delete_sql(self, target: Target, info: TableInfo, where: Where) -> str:
+        return self._render(
+            sql.SQL("DELETE FROM {} WHERE {}").format(
+                self._table_sql(target, info), self._where_sql(target, info, where)
+            )
+        )
 
-    def _one_row(self, target: Target, where_cols: Sequence[str], full: bool) -> sql.Composable:
-        """The WHERE clause; with a full-row identity, duplicates exist: touch one."""
-        if not full:
-            return self._where(where_cols, full)
-        return sql.SQL("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)").format(
-            target.table, self._where(where_cols, full)
+    def _find_sql(self, target: Target, info: TableInfo, where: Where) -> str:
+        return self._render(
+            sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
+                self._table_sql(target, info), self._where_sql(target, info, where)
+            )
+        )
+
+    def _move_sql(
+        self, target: Target, info: TableInfo, set_cols: Sequence[str], where: Where
+    ) -> str:
+        """DELETE the row and INSERT it again with the new values, keeping the others.
+
+        The parameters: the WHERE clause's, then the new values in the order
+        of ``_move_columns``.
+        """
+        new = set(set_cols)
+        names = _move_columns(info, set_cols)
+        values: list[sql.Composable] = []
+        for n in names:
+            type_name = info.column(n).type_name
+            if n not in new:
+                values.append(sql.SQL("moved.{}").format(self._ident(n)))
+            elif type_name is None:
+                values.append(sql.Placeholder())
+            else:
+                values.append(sql.SQL("{}::{}").format(sql.Placeholder(), type_name))
+        rel = target.relation
+        return self._render(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {} WHERE {} RETURNING *)"
+                " INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM moved"
+            ).format(
+                self._table_sql(target, info),
+                self._where_sql(target, info, where),
+                self._ident(rel.namespace or "pg_catalog", rel.name),
+                sql.SQL(", ").join(self._ident(n) for n in names),
+                sql.SQL(", ").join(values),
+            )
         )
 
     def _execute_one(
@@ -386,13 +728,17 @@ class PostgresApplier:
 
     def _on_truncate(self, m: Truncate) -> None:
         self._flush_copy()
-        tables = [t.table for t in (self._target(r) for r in m.relation_ids) if not t.skip]
-        if not tables:
+        targets = [t for t in (self._target(r) for r in m.relation_ids) if not t.skip]
+        if not targets:
             return
-        parts: list[sql.Composable] = [
-            sql.SQL("TRUNCATE ONLY "),
-            sql.SQL(", ").join(tables),
-        ]
+        # Each table ONLY (in "TRUNCATE ONLY a, b" the ONLY is a's alone): the
+        # upstream listed every table it truncated, inheritance children and
+        # partitions included.
+        tables = []
+        for t in targets:
+            partitioned = self._table_info(t).partitioned
+            tables.append(t.table if partitioned else sql.SQL("ONLY {}").format(t.table))
+        parts: list[sql.Composable] = [sql.SQL("TRUNCATE "), sql.SQL(", ").join(tables)]
         if m.restart_identity:
             parts.append(sql.SQL(" RESTART IDENTITY"))
         if m.cascade:
@@ -428,7 +774,14 @@ class PostgresApplier:
             )
             cur.execute(statement.encode())
             cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved])
+        self._forget_catalog()
         logger.info("applied %s %s", ddl.get("tag"), ddl.get("identity"))
+
+
+def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:
+    """The columns a moved row is inserted with: every stored one downstream."""
+    names = [n for n, c in info.columns.items() if not c.generated]
+    return names + [c for c in set_cols if c not in info.columns]
 
 
 def _ignore(_message: object) -> None:

@@ -44,10 +44,15 @@ from .spool import Spool, SpooledTransaction
 
 logger = logging.getLogger("pg_follower.stream")
 
-# Session settings that make every value's text form the same on both sides.
+# Session settings that make every value's text form the same on both sides
+# and read back exactly, whatever the databases or roles set: output styles,
+# shortest-exact floats, money in one locale (the same digits both sides), NULL
+# in array input, XML content, UTF-8 on the wire, and schema-qualified reg*
+# names (as native replication does, with an empty search_path).
 STABLE_OUTPUT_OPTIONS = (
-    "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3"
-    " -c timezone=UTC -c bytea_output=hex"
+    "-c datestyle=ISO,MDY -c intervalstyle=postgres -c extra_float_digits=3"
+    " -c timezone=UTC -c bytea_output=hex -c lc_monetary=C -c array_nulls=on"
+    " -c xmloption=content -c client_encoding=UTF8 -c search_path=pg_catalog"
 )
 FEEDBACK_INTERVAL = 1.0
 
