@@ -17,15 +17,16 @@ BEGIN
        AND c.relreplident = 'd'
        AND c.relnamespace <> 'pgfollower'::regnamespace
        AND EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py')
+       -- a DEFERRABLE primary key cannot serve as replica identity
        AND NOT EXISTS (SELECT 1 FROM pg_index i
-                        WHERE i.indrelid = c.oid AND i.indisprimary);
+                        WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate);
     IF v_name IS NULL THEN
         RETURN false;
     END IF;
     PERFORM set_config('pg_follower_py.internal_ddl', 'on', true);
     EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', v_name);
     PERFORM set_config('pg_follower_py.internal_ddl', '', true);
-    RAISE NOTICE 'pg_follower_py: table % has no primary key; set REPLICA IDENTITY FULL so that UPDATE and DELETE on it can be published', v_name
+    RAISE NOTICE 'pg_follower_py: table % has no primary key (or only a DEFERRABLE one); set REPLICA IDENTITY FULL so that UPDATE and DELETE on it can be published', v_name
         USING HINT = 'Add a primary key, or set another replica identity, for faster replication of this table.';
     RETURN true;
 END

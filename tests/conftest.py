@@ -146,7 +146,9 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie is gone for our purposes.
     with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+        # the state follows the parenthesised name, which may hold spaces
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 1 :].split()[0] == "Z":
             return False
     return True
 

@@ -253,7 +253,7 @@ class SubscriptionRunner(threading.Thread):
         try:
             while not self.stop_event.is_set():
                 try:
-                    item = inbox.get(timeout=0.5)
+                    item = inbox.get(timeout=0.2)
                 except queue.Empty:
                     if not reader.is_alive():
                         raise UpstreamError("the stream reader stopped") from None

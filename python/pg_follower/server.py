@@ -143,11 +143,7 @@ def stop_follow(plpy: Plpy, name: str | None) -> None:
         [name],
     )
     if not rows:
-        _fail(
-            plpy,
-            f'subscription "{name}" does not exist',
-            hint="SELECT name FROM follow_status lists the subscriptions of this database.",
-        )
+        _no_such_subscription(plpy, name)
     row = rows[0]
     # The worker notices the row locked by our DELETE within a second and lets
     # go of the origin and the slot; a signal makes it look at once.
@@ -223,6 +219,14 @@ def _drop_upstream_slot(plpy: Plpy, conninfo: str, slot_name: str) -> str | None
     return None
 
 
+def _no_such_subscription(plpy: Plpy, name: str | None) -> NoReturn:
+    _fail(
+        plpy,
+        f'subscription "{name}" does not exist',
+        hint="SELECT name FROM follow_status lists the subscriptions of this database.",
+    )
+
+
 def sync_sequences(plpy: Plpy, name: str | None) -> int:
     """Set every downstream sequence to its upstream value; how many were set."""
     rows = plpy.execute(
@@ -232,11 +236,7 @@ def sync_sequences(plpy: Plpy, name: str | None) -> int:
         [name],
     )
     if not rows:
-        _fail(
-            plpy,
-            f'subscription "{name}" does not exist',
-            hint="SELECT name FROM follow_status lists the subscriptions of this database.",
-        )
+        _no_such_subscription(plpy, name)
     res = _helper(plpy, rows[0]["conninfo"], ["upstream-sequences"])
     if isinstance(res, str) or res.returncode != 0:
         error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")

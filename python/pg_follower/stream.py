@@ -260,7 +260,7 @@ class StreamReader(threading.Thread):
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
-            buf = self.connection.read(timeout=0.5)
+            buf = self.connection.read(timeout=0.2)
             if buf is not None:
                 self._handle(buf)
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -30,6 +31,7 @@ logger = logging.getLogger("pg_follower.supervise")
 LOCK_KEY = (1885759088, 1)
 CHANNEL = "pg_follower_py"
 POLL_INTERVAL = 1.0
+WAIT_SLICE = 0.2
 
 
 class AnotherWorker(FollowerError):
@@ -130,12 +132,15 @@ class Supervisor:
                 self._wait(conn)
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
-        # Notifications wake us early; the timeout bounds how late we notice
-        # a stop request or a signal.
-        for notify in conn.notifies(timeout=POLL_INTERVAL, stop_after=1):
-            if notify.payload == "skip":
-                for runner in self.runners.values():
-                    runner.wake()
+        # Notifications wake us early; short slices bound how late we notice
+        # a stop request (a signal does not interrupt psycopg's wait).
+        deadline = time.monotonic() + POLL_INTERVAL
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            for notify in conn.notifies(timeout=WAIT_SLICE, stop_after=1):
+                if notify.payload == "skip":
+                    for runner in self.runners.values():
+                        runner.wake()
+                return
 
     def _reconcile(self, conn: psycopg.Connection[Any]) -> None:
         """Start runners for new subscriptions, stop those removed.

@@ -73,12 +73,6 @@ def test_key_shift_under_a_deferred_primary_key(pair: Pair) -> None:
     assert pair.down.rows("SELECT min(id), max(id) FROM shift") == [(2, 50)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgfollower.ensure_replica_identity (sql/35_replica_identity.sql) takes any"
-    " primary key for a replica identity, but a DEFERRABLE one cannot be: the upstream"
-    " UPDATE fails",
-)
 def test_deferrable_primary_key_table_keeps_working_upstream(pair: Pair) -> None:
     pair.follow()
     pair.up.execute("CREATE TABLE dk (id int PRIMARY KEY DEFERRABLE, v text)")
