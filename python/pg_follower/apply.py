@@ -760,7 +760,8 @@ class PostgresApplier:
             raise ApplyError(
                 f"DDL message format {version!r} is not understood by this worker"
                 f" (it reads {DDL_FORMAT_VERSION}): upgrade pg_follower_py on the downstream",
-                lsn=lsn_to_str(m.lsn),
+                # the transaction's commit LSN, as for any apply error (skip_transaction)
+                lsn=lsn_to_str(self._begin.final_lsn if self._begin else m.lsn),
             )
         statement = str(ddl["sql"])
         self._statement = statement
