@@ -375,22 +375,33 @@ _OTHER_TAGS = {
 }
 
 
+def _verb_object(stmt: _Statement) -> tuple[str, tuple[str, ...], int] | None:
+    """CREATE/ALTER/DROP, the object type's words, and the index of the token
+    after them (the object's name, or IF [NOT] EXISTS...); None for other verbs."""
+    verb = stmt.word(0)
+    if verb not in _MODIFIERS:
+        return None
+    i = 1
+    if verb == "create" and stmt.words_at(1, "or", "replace"):
+        i = 3
+    while stmt.word(i) in _MODIFIERS[verb]:
+        i += 1
+    obj = next((o for o in _OBJECT_TYPES if stmt.words_at(i, *o)), None)
+    return None if obj is None else (verb, obj, i + len(obj))
+
+
 def _tag(stmt: _Statement) -> str | None:
     verb = stmt.word(0)
     if verb in _MODIFIERS:
-        i = 1
-        if verb == "create" and stmt.words_at(1, "or", "replace"):
-            i = 3
-        while stmt.word(i) in _MODIFIERS[verb]:
-            i += 1
-        for obj in _OBJECT_TYPES:
-            if stmt.words_at(i, *obj):
-                name = _OBJECT_ALIASES.get(obj) or " ".join(obj).upper()
-                tag = f"{verb.upper()} {name}"
-                if tag == "CREATE TABLE" and any(w == "as" for _, w in stmt.top_level_words(i)):
-                    return "CREATE TABLE AS"
-                return tag
-        return None
+        found = _verb_object(stmt)
+        if found is None:
+            return None
+        _, obj, after = found
+        name = _OBJECT_ALIASES.get(obj) or " ".join(obj).upper()
+        tag = f"{verb.upper()} {name}"
+        if tag == "CREATE TABLE" and any(w == "as" for _, w in stmt.top_level_words(after)):
+            return "CREATE TABLE AS"
+        return tag
     if verb in ("select", "with"):
         # A WITH query is a SELECT INTO when its main verb, outside the CTEs, is SELECT.
         words = stmt.top_level_words()
@@ -639,18 +650,10 @@ def _create_table(firing: _Firing) -> list[dict[str, object]]:
 
 def _object_name(stmt: _Statement) -> _Name | None:
     """The name a CREATE/ALTER/DROP statement acts on (None: unnamed, or not found)."""
-    verb = stmt.word(0)
-    if verb not in _MODIFIERS:
+    found = _verb_object(stmt)
+    if found is None:
         return None
-    i = 1
-    if verb == "create" and stmt.words_at(1, "or", "replace"):
-        i = 3
-    while stmt.word(i) in _MODIFIERS[verb]:
-        i += 1
-    obj = next((o for o in _OBJECT_TYPES if stmt.words_at(i, *o)), None)
-    if obj is None:
-        return None
-    i += len(obj)
+    i = found[2]
     for skip in (("concurrently",), ("if", "not", "exists"), ("if", "exists"), ("only",)):
         if stmt.words_at(i, *skip):
             i += len(skip)

@@ -40,13 +40,19 @@ from . import conninfo as conninfo_mod
 from .apply import INTERNAL_SCHEMA
 from .ddl import split_statements
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
-from .stream import worker_conninfo
+from .stream import _literal, worker_conninfo
 
 logger = logging.getLogger("pg_follower.initial_copy")
 
 CHUNK_BYTES = 1 << 20  # rows travel from the reader to the writer in ~1 MB chunks
 QUEUE_CHUNKS = 16  # at most this many chunks in flight: memory stays bounded
 PG_DUMP_TIMEOUT = 3600.0
+# An extension's relations are made (and its tables filled) by CREATE EXTENSION.
+_NOT_AN_EXTENSION_MEMBER = (
+    "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+    "                    WHERE d.classid = 'pg_catalog.pg_class'::regclass"
+    "                      AND d.objid = c.oid AND d.deptype = 'e')"
+)
 _ALREADY_EXISTS = frozenset(
     {"42P07", "42710", "42P06", "42723"}
 )  # relation, object, schema, function
@@ -100,9 +106,7 @@ def read_sequence_values(up: psycopg.Connection[Any]) -> list[SequenceValue]:
         " WHERE c.relkind = 'S' AND n.nspname <> %s"
         "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         "   AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast%%'"
-        "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
-        "                    WHERE d.classid = 'pg_catalog.pg_class'::regclass"
-        "                      AND d.objid = c.oid AND d.deptype = 'e')",
+        + _NOT_AN_EXTENSION_MEMBER,
         [INTERNAL_SCHEMA],
     ).fetchall()
     values = []
@@ -195,11 +199,8 @@ class InitialCopy:
             "  JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname"
             "  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename"
             " WHERE pt.pubname = %s AND pt.schemaname <> %s"
-            # an extension's tables are made (and filled) by CREATE EXTENSION
-            "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
-            "                    WHERE d.classid = 'pg_catalog.pg_class'::regclass"
-            "                      AND d.objid = c.oid AND d.deptype = 'e')"
-            " ORDER BY c.relpages DESC, 1, 2",
+            + _NOT_AN_EXTENSION_MEMBER
+            + " ORDER BY c.relpages DESC, 1, 2",
             [PUBLICATION, INTERNAL_SCHEMA],
         ).fetchall()
         return [TableToCopy(r[0], r[1], tuple(r[2]), int(r[3])) for r in rows]
@@ -375,7 +376,3 @@ def _transaction_local(statement: str) -> str:
     if stripped.startswith(_SESSION_SEARCH_PATH):
         return "SELECT pg_catalog.set_config('search_path', '', true)"
     return statement
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

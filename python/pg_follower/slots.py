@@ -10,7 +10,7 @@ import time
 import psycopg
 
 from . import PUBLICATION
-from .errors import UpstreamError
+from .errors import UpstreamError, first_line
 from .stream import ReplicationConnection, _literal
 
 DROP_DEADLINE = 30.0
@@ -73,7 +73,7 @@ def print_sequences(conninfo: str) -> int:
         with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
             values = read_sequence_values(up)
     except psycopg.Error as exc:
-        print(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), file=sys.stderr)
+        print(first_line(exc), file=sys.stderr)
         return 1
     json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from .errors import FollowerError
+from .errors import FollowerError, first_line
 
 COLUMNS = (
     "name",
@@ -48,7 +48,7 @@ def fetch(dsn: str) -> list[dict[str, Any]]:
             names = [d.name for d in cur.description or []]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     except psycopg.Error as exc:
-        raise FollowerError(str(exc).strip().splitlines()[0]) from exc
+        raise FollowerError(first_line(exc)) from exc
 
 
 def render(rows: list[dict[str, Any]]) -> str:
