@@ -30,6 +30,9 @@ include $(PGXS)
 SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
 VENV ?= $(CURDIR)/.venv
 PYTHON ?= $(VENV)/bin/python
+# The worker's psycopg, with its C implementation (the pure-Python libpq
+# binding costs the stream reader and the applier several microseconds a row).
+PSYCOPG_VERSION = $(shell $(PYTHON) -c 'import psycopg; print(psycopg.__version__)')
 
 $(INSTALL_SQL): $(SQL_SOURCES) extension/$(EXTENSION_NAME).control
 	cat $(SQL_SOURCES) | sed -e 's|@PYDIR@|$(SERVER_PYDIR)|g' > $@
@@ -40,7 +43,8 @@ install-python:
 	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
 	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
-		. 'psycopg>=3.3,<3.4' 'typing-extensions>=4.6' 'setproctitle>=1.3'
+		. "psycopg==$(PSYCOPG_VERSION)" "psycopg-binary==$(PSYCOPG_VERSION)" \
+		'typing-extensions>=4.6' 'setproctitle>=1.3'
 	chmod -R a+rX '$(DESTDIR)$(SERVER_PYDIR)'
 
 .PHONY: bootstrap demo test lint check
