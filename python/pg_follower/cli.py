@@ -137,16 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"these workloads only (default: all): {', '.join(WORKLOADS)}",
     )
     bench.add_argument(
-        "--scale", type=float, default=1.0, help="multiply row and transaction counts (default 1)"
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply row and transaction counts (default 1)",
     )
     bench.add_argument(
-        "--repeat", type=int, default=1, help="run each N times, report the median (default 1)"
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each N times, report the median (default 1)",
     )
     bench.add_argument("--json", dest="bench_json", metavar="PATH", help="write the figures there")
     bench.add_argument("--plot", metavar="PATH", help="draw a PNG bar chart there (matplotlib)")
     bench.add_argument(
         "--timeout",
         dest="bench_timeout",
+        metavar="SECONDS",
         type=float,
         default=3600.0,
         help="seconds any one wait may take (default 3600)",
@@ -161,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--worker-path",
         dest="bench_worker_path",
+        metavar="DIR",
         help="run the worker from this source tree (default: $PG_FOLLOWER_WORKER_PATH,"
         " else the installed one)",
     )

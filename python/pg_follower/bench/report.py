@@ -45,7 +45,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
         for key in ("seconds", "rate_per_second"):
             for system in ("native", "ours"):
                 value = _figure(e, system, key)
-                cells.append("failed" if _failed(e, system) else _num(value, 2))
+                text = _num(value) if key == "seconds" else _num(value and round(value))
+                cells.append("failed" if _failed(e, system) else text)
         cells.append(_num(e["ratio"], 2))
         rows.append(cells)
     widths = [max(len(str(r[i])) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
@@ -129,6 +130,9 @@ def machine(options: Options) -> dict[str, Any]:
         "pg_follower_py": __version__,
         "worker_path": worker,
         "worker_commit": _command(["git", "-C", worker, "rev-parse", "HEAD"]) if worker else None,
+        "worker_changes": _command(["git", "-C", worker, "status", "--porcelain", "--", "."])
+        if worker
+        else None,  # uncommitted changes in the worker's tree, if any
     }
 
 
@@ -171,7 +175,10 @@ def write_plot(path: str, results: list[dict[str, Any]], options: Options) -> No
     panels = 2 if oltp else 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 3 + 0.55 * len(compared) + 3 * (panels - 1)))
     ax = axes[0] if panels == 2 else axes
-    names = [e["workload"] for e in compared][::-1]
+    names = [
+        e["workload"] + ("" if e.get("native") or "native" in e.get("errors", {}) else " (ours)")
+        for e in compared
+    ][::-1]
     height = 0.38
     for offset, system, color in (
         (height / 2, "native", "#8c8c8c"),
@@ -187,7 +194,7 @@ def write_plot(path: str, results: list[dict[str, Any]], options: Options) -> No
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("seconds (lower is better); label: native / ours")
     ax.set_title(f"pg-follower bench, scale {options.scale}, median of {options.repeat}")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     if oltp:
         lag_ax = axes[1]
         for system, color in (("native", NATIVE_COLOR), ("ours", OURS_COLOR)):

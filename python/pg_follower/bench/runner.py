@@ -20,7 +20,7 @@ from ..errors import FollowerError
 from .common import BENCH_SETTINGS, POLL_INTERVAL, connect, scalar, wait
 from .lag import LagSampler
 from .systems import SYSTEMS, System
-from .workloads import WORKLOADS, Figures, Workload
+from .workloads import WORKLOADS, Figures, Workload, oltp_seconds
 
 MARKER_TABLE = "bench_marker"
 
@@ -181,6 +181,13 @@ def run_once(workload: Workload, system_name: str, options: Options) -> Figures:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def planned_size(workload: Workload, options: Options) -> int:
+    """How many rows or transactions the workload is meant to run."""
+    if workload.name == "oltp-rate":
+        return options.oltp_rate * oltp_seconds(options.scale)
+    return workload.size(options.scale)
+
+
 def systems_of(workload: Workload) -> list[str]:
     return ["ours"] if workload.standalone is not None else list(SYSTEMS)
 
@@ -223,7 +230,7 @@ def run_suite(options: Options, log: Any = print) -> list[dict[str, Any]]:
             "workload": name,
             "description": workload.description,
             "unit": workload.unit,
-            "size": workload.size(options.scale),
+            "size": planned_size(workload, options),
         }
         for system_name in SYSTEMS:
             system_runs = runs.get(system_name)
