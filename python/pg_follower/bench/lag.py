@@ -41,6 +41,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def lag_at(times: list[float], lsns: list[int], applied: int, now: float) -> float:
+    """Seconds since the upstream was first seen past ``applied`` (0: it was not).
+
+    ``lsns`` are the upstream positions read at ``times``, in order.
+    """
+    first = bisect.bisect_right(lsns, applied)  # the oldest sample not yet applied
+    return max(0.0, now - times[first]) if first < len(lsns) else 0.0
+
+
 class LagSampler(threading.Thread):
     def __init__(self, up_dsn: str, down_dsn: str, origin_lsn_query: str):
         super().__init__(name="lag-sampler", daemon=True)
@@ -75,10 +84,8 @@ class LagSampler(threading.Thread):
         applied_row = downc.execute(self.origin_lsn_query).fetchone()
         now = time.monotonic()
         applied = str_to_lsn(str(applied_row[0])) if applied_row and applied_row[0] else 0
-        # First upstream sample past what is applied: the oldest unapplied work.
-        first = bisect.bisect_right(self.upstream_lsns, applied)
-        lag = now - self.upstream_times[first] if first < len(self.upstream_lsns) else 0.0
-        self.lags.append((now - self.started_at, max(0.0, lag)))
+        lag = lag_at(self.upstream_times, self.upstream_lsns, applied, now)
+        self.lags.append((now - self.started_at, lag))
 
     def stop(self) -> LagSummary:
         self.stop_event.set()
