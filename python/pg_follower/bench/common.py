@@ -49,12 +49,22 @@ def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any
     return row[0] if row else None
 
 
-def wait(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> float:
-    """Poll until ``predicate`` is true; return the monotonic time it was seen true."""
+def wait(
+    what: str,
+    predicate: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.2,
+    state: Callable[[], str] | None = None,
+) -> float:
+    """Poll until ``predicate`` is true; return the monotonic time it was seen true.
+
+    ``state`` describes what is going on, for the timeout's message.
+    """
     deadline = time.monotonic() + timeout
     while True:
         if predicate():
             return time.monotonic()
         if time.monotonic() > deadline:
-            raise FollowerError(f"timed out after {timeout:.0f} s waiting for {what}")
+            seen = f" ({state()})" if state else ""
+            raise FollowerError(f"timed out after {timeout:g} s waiting for {what}{seen}")
         time.sleep(interval)

@@ -82,14 +82,22 @@ class Run:
             ),
             self.options.timeout,
             POLL_INTERVAL,
+            self._state,
         )
+
+    def _state(self) -> str:
+        try:
+            return self.system.describe(self.downc)
+        except psycopg.Error as exc:
+            return f"cannot tell: {exc}"
 
     def follow_and_wait(self) -> float:
         """Start the system; the time its initial copy is over and every count matches."""
         self.system.follow(self.downc)
         what = f"the initial copy ({self.system.name})"
-        wait(what, lambda: self.system.copied(self.downc), self.options.timeout, POLL_INTERVAL)
-        return wait(what, self._counts_match, self.options.timeout, POLL_INTERVAL)
+        timeout = self.options.timeout
+        wait(what, lambda: self.system.copied(self.downc), timeout, POLL_INTERVAL, self._state)
+        return wait(what, self._counts_match, timeout, POLL_INTERVAL, self._state)
 
     def _counts_match(self) -> bool:
         return all(
@@ -199,7 +207,9 @@ def median_figures(runs: list[Figures]) -> Figures:
     merged: Figures = {}
     for key in runs[0]:
         values = [r[key] for r in runs if key in r]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            merged[key] = round(statistics.median(values))
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             merged[key] = round(statistics.median(values), 3)
         elif not isinstance(values[0], list):  # series stay in the runs
             merged[key] = values[0]

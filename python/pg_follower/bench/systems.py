@@ -54,6 +54,10 @@ class System:
         """The system's own word that its initial copy is over (cheap to ask)."""
         raise NotImplementedError
 
+    def describe(self, downc: psycopg.Connection[Any]) -> str:
+        """The system's state downstream, for a timeout's message."""
+        raise NotImplementedError
+
     def teardown(self) -> None:
         """Before the clusters are destroyed."""
 
@@ -82,6 +86,14 @@ class Native(System):
     def copied(self, downc: psycopg.Connection[Any]) -> bool:
         return bool(scalar(downc, "SELECT bool_and(srsubstate = 'r') FROM pg_subscription_rel"))
 
+    def describe(self, downc: psycopg.Connection[Any]) -> str:
+        states = scalar(
+            downc,
+            "SELECT string_agg(srsubstate::text || ' ' || srrelid::regclass::text, ', ')"
+            " FROM pg_subscription_rel",
+        )
+        return f"pg_subscription_rel: {states}"
+
 
 class Ours(System):
     name = "ours"
@@ -107,6 +119,13 @@ class Ours(System):
         if row and row[0] == "error":
             raise FollowerError(f"pg_follower_py failed: {row[1]}")
         return bool(row and row[0] == "streaming")
+
+    def describe(self, downc: psycopg.Connection[Any]) -> str:
+        row = downc.execute(
+            "SELECT state, applied_lsn, last_error FROM follow_status WHERE name = %s",
+            [SUBSCRIPTION],
+        ).fetchone()
+        return f"follow_status: {row}"
 
     def teardown(self) -> None:
         if self.down.running():
