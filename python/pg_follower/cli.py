@@ -62,6 +62,21 @@ def cmd_bench_memory(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(
+        only=args.only,
+        scale=args.scale,
+        repeat=args.repeat,
+        timeout=args.bench_timeout,
+        json_path=args.bench_json,
+        plot_path=args.plot,
+        worker_path=args.bench_worker_path,
+        oltp_rate=args.oltp_rate,
+    )
+
+
 def cmd_drop_slot(args: argparse.Namespace) -> int:
     from .slots import drop_slot
 
@@ -107,8 +122,60 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the clusters running")
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("bench", help="measurements on two throwaway clusters")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bench = sub.add_parser(
+        "bench",
+        help="native logical replication and pg_follower_py side by side",
+        description="Runs each workload on native logical replication and on pg_follower_py,"
+        " each on a fresh pair of throwaway clusters, and prints seconds, rates and the"
+        " ratio native/ours (above 1: pg_follower_py is faster).",
+    )
+    from .bench.workloads import WORKLOADS
+
+    bench.add_argument(
+        "--only",
+        metavar="NAME[,NAME]",
+        help=f"these workloads only (default: all): {', '.join(WORKLOADS)}",
+    )
+    bench.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply row and transaction counts (default 1)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each N times, report the median (default 1)",
+    )
+    bench.add_argument("--json", dest="bench_json", metavar="PATH", help="write the figures there")
+    bench.add_argument("--plot", metavar="PATH", help="draw a PNG bar chart there (matplotlib)")
+    bench.add_argument(
+        "--timeout",
+        dest="bench_timeout",
+        metavar="SECONDS",
+        type=float,
+        default=3600.0,
+        help="seconds any one wait may take (default 3600)",
+    )
+    bench.add_argument(
+        "--oltp-rate",
+        type=int,
+        default=500,
+        metavar="TPS",
+        help="the oltp-rate workload's pgbench -R (default 500)",
+    )
+    bench.add_argument(
+        "--worker-path",
+        dest="bench_worker_path",
+        metavar="DIR",
+        help="run the worker from this source tree (default: $PG_FOLLOWER_WORKER_PATH,"
+        " else the installed one)",
+    )
+    bench.set_defaults(func=cmd_bench)
+    bench_sub = bench.add_subparsers(dest="bench", metavar="memory")
     memory = bench_sub.add_parser(
         "memory", help="the worker's memory while one big transaction goes through"
     )

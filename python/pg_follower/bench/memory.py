@@ -1,6 +1,6 @@
-"""``pg-follower bench``: measurements on two throwaway clusters.
+"""``pg-follower bench memory`` (and the suite's ``memory`` workload): ours only.
 
-``bench memory`` follows an upstream, runs one big INSERT transaction there,
+It follows an upstream, runs one big INSERT transaction there,
 and samples the worker's memory (``/proc/<pid>/status``) until the
 downstream has applied it.
 """
@@ -14,16 +14,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import psycopg
-
-from .cluster import Cluster, make_base_dir
-from .demo import stop_worker
-from .errors import FollowerError
+from ..cluster import Cluster, make_base_dir
+from ..demo import stop_worker
+from ..errors import FollowerError
+from .common import connect as _connect
+from .common import scalar as _scalar
+from .common import wait as _wait
+from .common import worker_path as _worker_path_default
 
 SAMPLE_INTERVAL = 0.1
-WORKER_PATH_ENV = "PG_FOLLOWER_WORKER_PATH"  # as in the tests: run a checkout's worker
 
 
 @dataclass(slots=True)
@@ -96,27 +96,10 @@ class _Sampler(threading.Thread):
         self.peak_spool = max(self.peak_spool, _dir_bytes(self.spool))
 
 
-def _connect(cluster: Cluster) -> psycopg.Connection[Any]:
-    return psycopg.connect(cluster.dsn(), autocommit=True)
-
-
-def _scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
-    row = conn.execute(query, params).fetchone()
-    return row[0] if row else None
-
-
 def _worker_pid(down: Cluster) -> int | None:
     with _connect(down) as conn:
         pid = _scalar(conn, "SELECT pgfollower.worker_pid()")
     return int(pid) if pid else None
-
-
-def _wait(what: str, predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise FollowerError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _spool_dir(pid: int, slot: str) -> Path:
@@ -221,7 +204,7 @@ def run_memory(
     json_path: str | None,
     timeout: float,
 ) -> int:
-    worker_path = worker_path or os.environ.get(WORKER_PATH_ENV)
+    worker_path = _worker_path_default(worker_path)
     print(
         f"bench memory: {rows:,} rows in one transaction"
         + (f", worker from {worker_path}" if worker_path else "")
