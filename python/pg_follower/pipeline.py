@@ -20,7 +20,7 @@ import psycopg
 
 from . import PUBLICATION
 from .apply import PostgresApplier
-from .decode import lsn_to_str, pg_timestamp_to_datetime
+from .decode import Commit, lsn_to_str, pg_timestamp_to_datetime, str_to_lsn
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
 from .initial_copy import CopyProgress, InitialCopy
 from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
@@ -30,6 +30,7 @@ logger = logging.getLogger("pg_follower.pipeline")
 
 QUEUE_SIZE = 10_000  # decoded messages in flight between reader and applier
 QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
+FLUSH_CHECK_INTERVAL = 0.1  # how often a busy applier reads back its durable position
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ class SubscriptionRunner(threading.Thread):
         self.progress: Progress | None = None
         self.copy_progress: CopyProgress | None = None
         self.reader: StreamReader | None = None
+        self.ungroup_until = 0  # commit LSN up to which transactions are applied one by one
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -108,6 +110,17 @@ class SubscriptionRunner(threading.Thread):
             try:
                 self._session(backoff)
             except ApplyError as exc:
+                if exc.grouped and exc.lsn:
+                    # Which of the grouped transactions failed is not known:
+                    # apply them one at a time, at once, to find out.
+                    self.ungroup_until = max(self.ungroup_until, str_to_lsn(exc.lsn))
+                    logger.info(
+                        "subscription %s: %s; applying the transactions up to %s one at a time",
+                        self.config.name,
+                        exc,
+                        exc.lsn,
+                    )
+                    continue
                 self._record_error(str(exc), lsn=exc.lsn, statement=exc.statement)
             except (FollowerError, psycopg.Error, OSError) as exc:
                 self._record_error(first_line(exc))
@@ -250,6 +263,13 @@ class SubscriptionRunner(threading.Thread):
         if self.status.state != "error":
             self.status.state = "streaming"
         reader.start()
+        applier.more_waiting = lambda: len(inbox) > 0
+        # Right after an apply error, its predecessors commit one by one, so
+        # it alone is left failing.
+        applier.group_after = self.ungroup_until
+        if self.status.error_lsn:
+            applier.group_after = max(applier.group_after, str_to_lsn(self.status.error_lsn))
+        last_flush_check = 0.0
         try:
             while not self.stop_event.is_set():
                 try:
@@ -257,6 +277,10 @@ class SubscriptionRunner(threading.Thread):
                 except queue.Empty:
                     if not reader.is_alive():
                         raise UpstreamError("the stream reader stopped") from None
+                    self._applied(applier, applier.commit_pending(), progress, backoff)
+                    if not progress.durable:
+                        self._confirm_durable(applier, progress)
+                        last_flush_check = time.monotonic()
                     if progress.caught_up and not reader.in_transaction:
                         self.status.state = "streaming"  # idle and healthy again
                     continue
@@ -267,18 +291,40 @@ class SubscriptionRunner(threading.Thread):
                 else:
                     committed = applier.apply(item)
                 if committed is not None:
-                    progress.commits_applied += 1
-                    progress.confirm(committed.end_lsn)
-                    progress.last_commit_ts = pg_timestamp_to_datetime(
-                        committed.commit_ts
-                    ).timestamp()
-                    if self.status.state != "streaming":
-                        self.status.state = "streaming"
-                    backoff.reset()
+                    self._applied(applier, committed, progress, backoff)
+                    if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
+                        self._confirm_durable(applier, progress)
+                        last_flush_check = time.monotonic()
         finally:
             stop.set()
             reader.join(timeout=5)
             spool.close()
+
+    def _applied(
+        self,
+        applier: PostgresApplier,
+        committed: Commit | None,
+        progress: Progress,
+        backoff: Backoff,
+    ) -> None:
+        """A downstream commit of whole upstream transactions, up to ``committed``."""
+        if committed is None:
+            return
+        progress.applied(
+            committed.end_lsn,
+            applier.committed_commits,
+            pg_timestamp_to_datetime(committed.commit_ts).timestamp(),
+        )
+        if self.status.state != "streaming":
+            self.status.state = "streaming"
+        backoff.reset()
+
+    @staticmethod
+    def _confirm_durable(applier: PostgresApplier, progress: Progress) -> None:
+        """Tell the reader how far the downstream has flushed what it applied."""
+        durable = applier.durable_position()
+        if durable is not None:
+            progress.confirm(durable)
 
     # -- status ---------------------------------------------------------------------
     def snapshot(self) -> Status:
@@ -291,7 +337,7 @@ class SubscriptionRunner(threading.Thread):
             st.rows_copied, st.rows_total = copied.rows_copied, copied.rows_total
         if progress is not None:
             st.received_lsn = lsn_to_str(progress.received_lsn)
-            st.applied_lsn = lsn_to_str(progress.flushed_lsn)
+            st.applied_lsn = lsn_to_str(progress.applied_lsn)
             st.upstream_lsn = lsn_to_str(progress.upstream_lsn)
             busy = not progress.caught_up or (reader is not None and reader.in_transaction)
             if not busy:

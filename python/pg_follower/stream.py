@@ -152,23 +152,55 @@ class ReplicationConnection:
 
 
 class Progress:
-    """Positions shared by the reader and the applier (plain ints under the GIL)."""
+    """Positions shared by the reader and the applier (plain ints under the GIL).
+
+    Downstream commits run with ``synchronous_commit = off``, so a committed
+    transaction is visible (``applied_lsn``) before it is durable
+    (``flushed_lsn``, read back from the replication origin with a WAL flush).
+    The upstream is only ever told the durable one.
+    """
 
     def __init__(self, start_lsn: int):
         self.received_lsn = start_lsn  # end of the last WAL data received
         self.upstream_lsn = start_lsn  # the upstream's WAL end, from keepalives
-        self.flushed_lsn = start_lsn  # every change below it is durably applied
+        self.applied_lsn = start_lsn  # every change below it is committed downstream
+        self.flushed_lsn = start_lsn  # ... and durably so
+        self.last_commit_lsn = start_lsn  # end LSN of the last upstream commit applied
         self.commits_queued = 0
         self.commits_applied = 0
         self.last_commit_ts: float | None = None  # unix time of the last applied commit
 
+    def applied(self, end_lsn: int, commits: int, commit_ts: float) -> None:
+        """``commits`` upstream transactions up to ``end_lsn`` committed downstream."""
+        # last_commit_lsn before commits_applied: the reader trusts it once caught up
+        self.last_commit_lsn = max(self.last_commit_lsn, end_lsn)
+        self.applied_lsn = max(self.applied_lsn, end_lsn)
+        self.last_commit_ts = commit_ts
+        self.commits_applied += commits
+
     def confirm(self, lsn: int) -> None:
+        """Everything below ``lsn`` is durably applied downstream."""
         if lsn > self.flushed_lsn:
             self.flushed_lsn = lsn
+        if lsn > self.applied_lsn:
+            self.applied_lsn = lsn
+
+    def idle_at(self, wal_end: int) -> None:
+        """Nothing is in flight and the upstream's WAL reached ``wal_end``."""
+        if wal_end > self.applied_lsn:
+            self.applied_lsn = wal_end
+        # Only once every applied commit is durable may the slot move past it.
+        if self.flushed_lsn >= self.last_commit_lsn:
+            self.confirm(wal_end)
 
     @property
     def caught_up(self) -> bool:
         return self.commits_applied == self.commits_queued
+
+    @property
+    def durable(self) -> bool:
+        """Whether every transaction committed downstream is known to be flushed."""
+        return self.flushed_lsn >= self.last_commit_lsn
 
 
 InboxItem: TypeAlias = Message | SpooledTransaction | BaseException
@@ -291,10 +323,11 @@ class StreamReader(threading.Thread):
             # session, so nothing is applied twice. PostgreSQL's own apply
             # worker confirms the same way (flush = received when no commit
             # is pending). What must hold the slot back is a commit received
-            # and not applied yet (caught_up), or a transaction sent at
-            # commit, from its Begin to its Commit (in_transaction).
+            # and not applied yet (caught_up), a transaction sent at commit,
+            # from its Begin to its Commit (in_transaction), and a commit
+            # applied but not yet flushed downstream (Progress.idle_at).
             if not self.in_transaction and progress.caught_up:
-                progress.confirm(frame.wal_end)
+                progress.idle_at(frame.wal_end)
             if frame.reply_requested:
                 self.send_feedback()
             return
@@ -349,7 +382,7 @@ class StreamReader(threading.Thread):
     def send_feedback(self, reply: bool = False) -> None:
         p = self.progress
         self.connection.send(
-            standby_status_update(p.received_lsn, p.flushed_lsn, p.flushed_lsn, reply=reply)
+            standby_status_update(p.received_lsn, p.flushed_lsn, p.applied_lsn, reply=reply)
         )
         self._last_feedback = time.monotonic()
 
