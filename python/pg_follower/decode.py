@@ -55,7 +55,7 @@ _KEEPALIVE: Final = struct.Struct("!QqB")
 _STATUS_UPDATE: Final = struct.Struct("!cQQQqB")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class XLogData:
     """A 'w' CopyData message: WAL data (here one pgoutput message) and its position."""
 
@@ -65,7 +65,7 @@ class XLogData:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Keepalive:
     """A 'k' primary keepalive message."""
 
@@ -134,7 +134,7 @@ Value: TypeAlias = bytes | BinaryValue | UnchangedToast | None
 Row: TypeAlias = tuple[Value, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Begin:
     """'B': start of a transaction."""
 
@@ -143,7 +143,7 @@ class Begin:
     xid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     """'C': end of a transaction."""
 
@@ -202,7 +202,7 @@ class Type:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Insert:
     """'I': a new row."""
 
@@ -211,7 +211,7 @@ class Insert:
     new: Row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Update:
     """'U': a changed row; ``old`` comes only if the key changed ('K') or identity is FULL ('O')."""
 
@@ -222,7 +222,7 @@ class Update:
     new: Row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Delete:
     """'D': a removed row, identified by its key columns ('K') or all columns ('O')."""
 

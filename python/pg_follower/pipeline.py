@@ -28,7 +28,7 @@ from .stream import Inbox, Progress, ReplicationConnection, StreamReader, worker
 
 logger = logging.getLogger("pg_follower.pipeline")
 
-QUEUE_SIZE = 10_000  # decoded messages in flight between reader and applier
+QUEUE_SIZE = 200  # batches of decoded messages in flight between reader and applier
 QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
 FLUSH_CHECK_INTERVAL = 0.1  # how often a busy applier reads back its durable position
 
@@ -263,7 +263,8 @@ class SubscriptionRunner(threading.Thread):
         if self.status.state != "error":
             self.status.state = "streaming"
         reader.start()
-        applier.more_waiting = lambda: len(inbox) > 0
+        left = 0  # of the batch being applied
+        applier.more_waiting = lambda: left > 0 or len(inbox) > 0
         # Right after an apply error, its predecessors commit one by one, so
         # it alone is left failing.
         applier.group_after = self.ungroup_until
@@ -286,15 +287,20 @@ class SubscriptionRunner(threading.Thread):
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, SpooledTransaction):
-                    committed = apply_spooled(item, applier.apply, self.stop_event)
-                else:
-                    committed = applier.apply(item)
-                if committed is not None:
-                    self._applied(applier, committed, progress, backoff)
-                    if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
-                        self._confirm_durable(applier, progress)
-                        last_flush_check = time.monotonic()
+                left = len(item)
+                for entry in item:
+                    if self.stop_event.is_set():
+                        break  # what was applied of a transaction is rolled back
+                    left -= 1
+                    if isinstance(entry, SpooledTransaction):
+                        committed = apply_spooled(entry, applier.apply, self.stop_event)
+                    else:
+                        committed = applier.apply(entry)
+                    if committed is not None:
+                        self._applied(applier, committed, progress, backoff)
+                        if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
+                            self._confirm_durable(applier, progress)
+                            last_flush_check = time.monotonic()
         finally:
             stop.set()
             reader.join(timeout=5)

@@ -203,9 +203,15 @@ class Progress:
         return self.flushed_lsn >= self.last_commit_lsn
 
 
-InboxItem: TypeAlias = Message | SpooledTransaction | BaseException
-"""What the reader hands the applier: a message, a committed streamed transaction, or
-the error that stopped the reader."""
+Batch: TypeAlias = list[Message | SpooledTransaction]
+"""Messages and committed streamed transactions, in stream order."""
+
+InboxItem: TypeAlias = Batch | BaseException
+"""What the reader hands the applier: a batch of what arrived together, or the error
+that stopped the reader."""
+
+BATCH_ITEMS = 256  # the reader hands over at most this many messages at once
+BATCH_BYTES = 1 << 20  # ... or about this much payload
 
 
 class Inbox:
@@ -282,19 +288,27 @@ class StreamReader(threading.Thread):
         self.decoder = Decoder()
         self.in_transaction = False  # inside a Begin ... Commit (not a streamed one)
         self._last_feedback = 0.0
+        # What arrived back to back goes to the applier as one batch: one
+        # queue hand-over (lock, wake-up) for many rows instead of one each.
+        self._batch: Batch = []
+        self._batch_bytes = 0
 
     def run(self) -> None:
         try:
             self._loop()
         except BaseException as exc:  # handed to the applier, which owns error handling
             if not self.stop_event.is_set():
+                self._flush_batch()
                 self.out.put(exc)
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
-            buf = self.connection.read(timeout=0.2)
+            # Nothing more at once: hand over the batch before waiting.
+            buf = self.connection.read(timeout=0.0 if self._batch else 0.2)
             if buf is not None:
                 self._handle(buf)
+            elif self._batch:
+                self._flush_batch()
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
                 self.send_feedback()
 
@@ -369,12 +383,22 @@ class StreamReader(threading.Thread):
                 progress.commits_queued += 1
             self._put(message, len(payload))
 
-    def _put(self, item: InboxItem, nbytes: int) -> None:
+    def _put(self, item: Message | SpooledTransaction, nbytes: int) -> None:
+        self._batch.append(item)
+        self._batch_bytes += nbytes
+        if len(self._batch) >= BATCH_ITEMS or self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        batch, nbytes = self._batch, self._batch_bytes
+        if not batch:
+            return
+        self._batch, self._batch_bytes = [], 0
         # A bounded queue keeps memory flat; while it is full we still talk
         # to the upstream so it does not time us out.
         while not self.stop_event.is_set():
             try:
-                self.out.put(item, nbytes, timeout=0.5)
+                self.out.put(batch, nbytes, timeout=0.5)
                 return
             except queue.Full:
                 self.send_feedback()
@@ -396,6 +420,7 @@ def _literal(value: str) -> str:
 
 
 __all__ = [
+    "Batch",
     "CreatedSlot",
     "Inbox",
     "InboxItem",
