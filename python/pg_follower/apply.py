@@ -28,6 +28,7 @@ from .decode import (
     Commit,
     Delete,
     Insert,
+    InsertRun,
     LogicalMessage,
     Message,
     Origin,
@@ -256,6 +257,7 @@ class PostgresApplier:
             Commit: self._on_commit,
             Relation: self._on_relation,
             Insert: self._on_insert,
+            InsertRun: self._on_insert_run,
             Update: self._on_update,
             Delete: self._on_delete,
             Truncate: self._on_truncate,
@@ -267,15 +269,8 @@ class PostgresApplier:
     # -- session -------------------------------------------------------------
     def setup(self) -> int | None:
         """Prepare the session; return the origin's position (None: never applied)."""
+        self.prepare_session()
         with self.conn.cursor() as cur:
-            cur.execute("SET session_replication_role = replica")
-            cur.execute("SET statement_timeout = 0")
-            cur.execute("SET lock_timeout = 0")
-            cur.execute("SET idle_in_transaction_session_timeout = 0")
-            # As PostgreSQL's own apply worker: commits need not wait for
-            # their WAL flush; the upstream hears only of what is flushed
-            # (durable_position), so a crash here loses nothing upstream.
-            cur.execute("SET synchronous_commit = off")
             cur.execute("SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin])
             cur.execute("SELECT pg_catalog.pg_replication_origin_session_progress(false)::text")
             row = cur.fetchone()
@@ -285,6 +280,55 @@ class PostgresApplier:
             return None
         self.position = str_to_lsn(lsn)
         return self.position
+
+    def prepare_session(self) -> None:
+        """The session settings every apply connection runs with."""
+        with self.conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute("SET statement_timeout = 0")
+            cur.execute("SET lock_timeout = 0")
+            cur.execute("SET idle_in_transaction_session_timeout = 0")
+            # As PostgreSQL's own apply worker: commits need not wait for
+            # their WAL flush; the upstream hears only of what is flushed
+            # (durable_position), so a crash here loses nothing upstream.
+            cur.execute("SET synchronous_commit = off")
+        self.conn.commit()
+
+    def take_origin(self) -> None:
+        """Make this session the one whose commits advance the origin."""
+        self.conn.execute(
+            "SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin]
+        )
+        self.conn.commit()
+
+    def release_origin(self) -> None:
+        """Let another session advance the origin (only one may at a time)."""
+        self.conn.execute("SELECT pg_catalog.pg_replication_origin_session_reset()")
+        self.conn.commit()
+
+    def set_lock_timeout(self, timeout: str) -> None:
+        """Between transactions: how long a statement may wait for a lock."""
+        self.conn.execute(f"SET lock_timeout = {_quote(timeout)}")
+        self.conn.commit()
+
+    def flush_pending(self) -> None:
+        """Write what is buffered (a run of rows) now."""
+        self._guarded(lambda _: self._flush_copy(), None)
+
+    def savepoint(self, name: str) -> None:
+        self.flush_pending()
+        self._guarded(lambda _: self.conn.execute(f"SAVEPOINT {_ident(name)}"), None)
+
+    def rollback_to(self, name: str) -> None:
+        """Undo what was applied since the savepoint (a subtransaction aborted)."""
+        self.flush_pending()
+        self._guarded(lambda _: self.conn.execute(f"ROLLBACK TO SAVEPOINT {_ident(name)}"), None)
+        self._forget_catalog()
+
+    @property
+    def idle(self) -> bool:
+        """No downstream transaction is open (nothing applied and uncommitted)."""
+        return self._group_last is None and not self._in_transaction
 
     def load_skip_request(self) -> None:
         """Read skip_transaction()'s request, if any, for this subscription."""
@@ -310,7 +354,7 @@ class PostgresApplier:
         committed, self._committed = self._committed, None
         return committed
 
-    def _guarded(self, fn: Callable[[Any], None], arg: Any) -> None:
+    def _guarded(self, fn: Callable[[Any], object], arg: Any) -> None:
         """Run one step; on failure roll back and raise an ApplyError."""
         try:
             fn(arg)
@@ -447,13 +491,13 @@ class PostgresApplier:
         last = self._group_last
         assert last is not None
         self._flush_copy()
-        self._statement = "SELECT pg_replication_origin_xact_setup(...)"
+        # Origin position and COMMIT in one round trip (simple query protocol).
+        self._statement = "SELECT pg_replication_origin_xact_setup(...); COMMIT"
+        lsn = lsn_to_str(last.end_lsn)
+        at = pg_timestamp_to_datetime(last.commit_ts).isoformat()
         self.conn.execute(
-            "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, %s)",
-            [lsn_to_str(last.end_lsn), pg_timestamp_to_datetime(last.commit_ts)],
+            f"SELECT pg_catalog.pg_replication_origin_xact_setup('{lsn}', '{at}'); COMMIT".encode()
         )
-        self._statement = "COMMIT"
-        self.conn.commit()
         self._statement = ""
         self.committed_commits = self._group_commits
         self._committed = last
@@ -489,6 +533,18 @@ class PostgresApplier:
         line = _copy_line(m.new)
         self._copy_rows.append(line)
         self._copy_bytes += len(line)
+        if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
+            self._flush_copy()
+
+    def _on_insert_run(self, m: InsertRun) -> None:
+        target = self._target(m.relation_id)
+        if target.skip:
+            return
+        if self._copy_target is not target:
+            self._flush_copy()
+            self._copy_target = target
+        self._copy_rows.extend(m.lines)
+        self._copy_bytes += m.nbytes
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
             self._flush_copy()
 
@@ -886,6 +942,14 @@ def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:
     """The columns a moved row is inserted with: every stored one downstream."""
     names = [n for n, c in info.columns.items() if not c.generated]
     return names + [c for c in set_cols if c not in info.columns]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _ignore(_message: object) -> None:

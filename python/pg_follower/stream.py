@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import select
+import struct
 import threading
 import time
 from collections import deque
@@ -27,13 +28,16 @@ from .decode import (
     Begin,
     Commit,
     Decoder,
+    InsertRun,
     Keepalive,
     Message,
+    Relation,
     StreamAbort,
     StreamCommit,
     StreamStart,
     StreamStop,
     XLogData,
+    insert_copy_line,
     lsn_to_str,
     parse_copy_data,
     standby_status_update,
@@ -41,6 +45,7 @@ from .decode import (
 )
 from .errors import ProtocolError, UpstreamError, first_line
 from .spool import Spool, SpooledTransaction
+from .streamed import StreamedAbort, StreamedChange, StreamedCommit
 
 logger = logging.getLogger("pg_follower.stream")
 
@@ -203,7 +208,10 @@ class Progress:
         return self.flushed_lsn >= self.last_commit_lsn
 
 
-Batch: TypeAlias = list[Message | SpooledTransaction]
+BatchItem: TypeAlias = (
+    Message | SpooledTransaction | StreamedChange | StreamedAbort | StreamedCommit
+)
+Batch: TypeAlias = list[BatchItem]
 """Messages and committed streamed transactions, in stream order."""
 
 InboxItem: TypeAlias = Batch | BaseException
@@ -212,6 +220,7 @@ that stopped the reader."""
 
 BATCH_ITEMS = 256  # the reader hands over at most this many messages at once
 BATCH_BYTES = 1 << 20  # ... or about this much payload
+RUN_ROWS = 1000  # inserted rows handed over as one run at most
 
 
 class Inbox:
@@ -249,6 +258,13 @@ class Inbox:
             self._bytes += nbytes
             self._not_empty.notify()
 
+    def wait(self, timeout: float) -> bool:
+        """Whether an item is there, or arrives within ``timeout`` seconds."""
+        with self._not_empty:
+            if not self._items:
+                self._not_empty.wait(timeout)
+            return bool(self._items)
+
     def get(self, timeout: float | None = None) -> InboxItem:
         """The oldest item; raise queue.Empty after ``timeout`` seconds."""
         with self._not_empty:
@@ -264,7 +280,12 @@ class Inbox:
             return item
 
 
+_XLOGDATA_KIND = ord("w")
+_XLOGDATA_LSNS = struct.Struct("!QQ")
+_XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
+_INSERT = ord("I")
+INTERNAL_SCHEMA = "pgfollower"  # the extension's own tables (apply.py skips them)
 
 
 class StreamReader(threading.Thread):
@@ -278,6 +299,8 @@ class StreamReader(threading.Thread):
         stop: threading.Event,
         name: str,
         spool: Spool,
+        parallel: bool = False,
+        no_parallel: set[int] | None = None,
     ):
         super().__init__(name=f"reader-{name}", daemon=True)
         self.connection = connection
@@ -287,11 +310,19 @@ class StreamReader(threading.Thread):
         self.spool = spool
         self.decoder = Decoder()
         self.in_transaction = False  # inside a Begin ... Commit (not a streamed one)
+        # One streamed transaction at a time is also applied while open
+        # (parallel_apply.py); never those in no_parallel (left to the spool).
+        self.parallel = parallel
+        self.no_parallel: set[int] = no_parallel if no_parallel is not None else set()
+        self.parallel_xid: int | None = None
         self._last_feedback = 0.0
         # What arrived back to back goes to the applier as one batch: one
         # queue hand-over (lock, wake-up) for many rows instead of one each.
         self._batch: Batch = []
         self._batch_bytes = 0
+        self._run: InsertRun | None = None  # inserted rows not yet in the batch
+        self._run_key: tuple[int | None, int | None, int] = (None, None, 0)
+        self._internal: set[int] = set()  # relation ids of the extension's own tables
 
     def run(self) -> None:
         try:
@@ -304,17 +335,23 @@ class StreamReader(threading.Thread):
     def _loop(self) -> None:
         while not self.stop_event.is_set():
             # Nothing more at once: hand over the batch before waiting.
-            buf = self.connection.read(timeout=0.0 if self._batch else 0.2)
+            pending = bool(self._batch) or self._run is not None
+            buf = self.connection.read(timeout=0.0 if pending else 0.2)
             if buf is not None:
                 self._handle(buf)
-            elif self._batch:
+            elif pending:
                 self._flush_batch()
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
                 self.send_feedback()
 
     def _handle(self, buf: bytes) -> None:
-        frame = parse_copy_data(buf)
         progress = self.progress
+        if buf[0] == _XLOGDATA_KIND and len(buf) > _XLOGDATA_HEAD:
+            # the common case, without an XLogData object
+            data_start, wal_end = _XLOGDATA_LSNS.unpack_from(buf, 1)
+            self._handle_wal(data_start, wal_end, buf[_XLOGDATA_HEAD:])
+            return
+        frame = parse_copy_data(buf)
         if isinstance(frame, Keepalive):
             progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
             # Nothing in flight: everything before wal_end that concerns us is
@@ -346,12 +383,30 @@ class StreamReader(threading.Thread):
                 self.send_feedback()
             return
         assert isinstance(frame, XLogData)
-        progress.received_lsn = max(progress.received_lsn, frame.wal_end, frame.data_start)
-        progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
-        payload = frame.payload
+        self._handle_wal(frame.data_start, frame.wal_end, frame.payload)
+
+    def _handle_wal(self, data_start: int, wal_end: int, payload: bytes) -> None:
+        progress = self.progress
+        if wal_end > progress.received_lsn or data_start > progress.received_lsn:
+            progress.received_lsn = max(progress.received_lsn, wal_end, data_start)
+        if wal_end > progress.upstream_lsn:
+            progress.upstream_lsn = wal_end
         decoder = self.decoder
         subxid = decoder.stream_change_xid(payload)
         if subxid is not None:
+            xid = decoder.stream_xid
+            assert xid is not None
+            if xid == self.parallel_xid:
+                # Applied while open: to the applier now, not to the spool.
+                if payload[0] == _INSERT:
+                    self._insert(payload, True, xid, subxid)
+                    return
+                change = decoder.decode(payload)
+                self._put(StreamedChange(xid, subxid, change), len(payload))
+                if isinstance(change, Relation):
+                    self._relation(change)
+                    self._put(change, 0)
+                return
             # A change of a streamed transaction: to disk, undecoded.
             self.spool.write(subxid, payload)
             if payload[0] == _RELATION:
@@ -362,34 +417,99 @@ class StreamReader(threading.Thread):
                 # pgoutput sends a non-streamed transaction the shape it
                 # needs again after a stream block or abort that changed it
                 # (their invalidations reset its schema_sent).
-                self._put(decoder.decode(payload), len(payload))
+                relation = decoder.decode(payload)
+                assert isinstance(relation, Relation)
+                self._relation(relation)
+                self._put(relation, len(payload))
+            return
+        if payload[0] == _INSERT and not decoder.in_stream:
+            self._insert(payload, False, None, None)
             return
         message = decoder.decode(payload)
         if isinstance(message, StreamStart):
-            self.spool.start(message.xid, message.first_segment)
+            if (
+                self.parallel
+                and self.parallel_xid is None
+                and message.first_segment
+                and message.xid not in self.no_parallel
+            ):
+                self.parallel_xid = message.xid
+            if message.xid != self.parallel_xid:
+                self.spool.start(message.xid, message.first_segment)
         elif isinstance(message, StreamStop):
             self.spool.stop()
         elif isinstance(message, StreamAbort):
-            self.spool.abort(message.xid, message.subxid)
+            if message.xid == self.parallel_xid:
+                self._put(StreamedAbort(message.xid, message.subxid), 0)
+                if message.subxid == message.xid:
+                    self.parallel_xid = None
+            else:
+                self.spool.abort(message.xid, message.subxid)
         elif isinstance(message, StreamCommit):
-            txn = self.spool.commit(message)
             progress.commits_queued += 1
-            self._put(txn, 0)
+            if message.xid == self.parallel_xid:
+                self.parallel_xid = None
+                self._put(StreamedCommit(message), 0)
+            else:
+                self._put(self.spool.commit(message), 0)
         else:
             if isinstance(message, Begin):
                 self.in_transaction = True
             elif isinstance(message, Commit):
                 self.in_transaction = False
                 progress.commits_queued += 1
+            elif isinstance(message, Relation):
+                self._relation(message)
             self._put(message, len(payload))
 
-    def _put(self, item: Message | SpooledTransaction, nbytes: int) -> None:
+    def _relation(self, relation: Relation) -> None:
+        """Remember which relations are the extension's own (their rows are read whole)."""
+        if relation.namespace == INTERNAL_SCHEMA:
+            self._internal.add(relation.relation_id)
+        else:
+            self._internal.discard(relation.relation_id)
+
+    def _insert(self, payload: bytes, in_stream: bool, xid: int | None, subxid: int | None) -> None:
+        """An inserted row, into the run of rows for its relation."""
+        relation_id, line = insert_copy_line(payload, in_stream)
+        if relation_id in self._internal:
+            message = self.decoder.decode(payload)
+            self._put(message if xid is None else StreamedChange(xid, subxid or xid, message), 0)
+            return
+        run = self._run
+        key = (xid, subxid, relation_id)
+        if run is None or self._run_key != key or len(run.lines) >= RUN_ROWS:
+            self._end_run()
+            run = self._run = InsertRun(relation_id, [], 0)
+            self._run_key = key
+        run.lines.append(line)
+        run.nbytes += len(line)
+        self._batch_bytes += len(line)
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+
+    def _end_run(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        xid, subxid, _ = self._run_key
+        self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+        if len(self._batch) >= BATCH_ITEMS:
+            self._flush_batch()
+
+    def _put(self, item: BatchItem, nbytes: int) -> None:
+        if self._run is not None:
+            self._end_run()
         self._batch.append(item)
         self._batch_bytes += nbytes
         if len(self._batch) >= BATCH_ITEMS or self._batch_bytes >= BATCH_BYTES:
             self._flush_batch()
 
     def _flush_batch(self) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None  # handed over as it is; a new one follows
+            xid, subxid, _ = self._run_key
+            self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
         batch, nbytes = self._batch, self._batch_bytes
         if not batch:
             return
