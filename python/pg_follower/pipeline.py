@@ -26,7 +26,7 @@ from .initial_copy import CopyProgress, InitialCopy
 from .parallel_apply import ParallelStream
 from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
 from .stream import Inbox, Progress, ReplicationConnection, StreamReader, worker_conninfo
-from .streamed import StreamedAbort, StreamedChange, StreamedCommit
+from .streamed import StreamedAbort, StreamedChange
 
 logger = logging.getLogger("pg_follower.pipeline")
 
@@ -313,9 +313,7 @@ class SubscriptionRunner(threading.Thread):
                     if self.stop_event.is_set():
                         break  # what was applied of a transaction is rolled back
                     left -= 1
-                    if isinstance(
-                        entry, StreamedChange | StreamedAbort | StreamedCommit | SpooledTransaction
-                    ):
+                    if isinstance(entry, StreamedChange | StreamedAbort | SpooledTransaction):
                         # the main connection commits what it holds first
                         self._applied(applier, applier.commit_pending(), progress, backoff)
                     if isinstance(entry, StreamedChange):
@@ -325,11 +323,10 @@ class SubscriptionRunner(threading.Thread):
                         parallel.abort(entry)
                         continue
                     committed: Commit | None
-                    if isinstance(entry, StreamedCommit):
+                    if isinstance(entry, SpooledTransaction):
                         committed = parallel.finish(entry)
-                        commits = 1
-                    elif isinstance(entry, SpooledTransaction):
-                        committed = apply_spooled(entry, applier.apply, self.stop_event)
+                        if committed is None:
+                            committed = apply_spooled(entry, applier.apply, self.stop_event)
                         commits = 1
                     else:
                         committed = applier.apply(entry)
@@ -340,11 +337,11 @@ class SubscriptionRunner(threading.Thread):
                             self._confirm_durable(applier, progress)
                             last_flush_check = time.monotonic()
         except (ApplyError, ProtocolError, psycopg.Error) as exc:
-            if parallel.xid is None:
+            if parallel.xid is None or parallel.xid in parallel.abandoned:
                 raise
-            # In or beside the transaction applied while open (perhaps a lock
-            # wait between the two connections): start over at once with it
-            # left to the spool, which then applies it or reports the error.
+            # Beside the transaction applied while open (perhaps a lock wait
+            # between the two connections): start over at once with it left
+            # to the spool.
             self.no_parallel.add(parallel.xid)
             error = exc if isinstance(exc, ApplyError) else ApplyError(first_line(exc))
             error.grouped = True

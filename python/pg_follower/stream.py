@@ -45,7 +45,7 @@ from .decode import (
 )
 from .errors import ProtocolError, UpstreamError, first_line
 from .spool import Spool, SpooledTransaction
-from .streamed import StreamedAbort, StreamedChange, StreamedCommit
+from .streamed import StreamedAbort, StreamedChange
 
 logger = logging.getLogger("pg_follower.stream")
 
@@ -208,9 +208,7 @@ class Progress:
         return self.flushed_lsn >= self.last_commit_lsn
 
 
-BatchItem: TypeAlias = (
-    Message | SpooledTransaction | StreamedChange | StreamedAbort | StreamedCommit
-)
+BatchItem: TypeAlias = Message | SpooledTransaction | StreamedChange | StreamedAbort
 Batch: TypeAlias = list[BatchItem]
 """Messages and committed streamed transactions, in stream order."""
 
@@ -396,8 +394,11 @@ class StreamReader(threading.Thread):
         if subxid is not None:
             xid = decoder.stream_xid
             assert xid is not None
+            # To disk, undecoded: what is applied at commit, or if applying
+            # it while open (parallel_xid) had to stop.
+            self.spool.write(subxid, payload)
             if xid == self.parallel_xid:
-                # Applied while open: to the applier now, not to the spool.
+                # Applied while open: to the applier now too.
                 if payload[0] == _INSERT:
                     self._insert(payload, True, xid, subxid)
                     return
@@ -407,8 +408,6 @@ class StreamReader(threading.Thread):
                     self._relation(change)
                     self._put(change, 0)
                 return
-            # A change of a streamed transaction: to disk, undecoded.
-            self.spool.write(subxid, payload)
             if payload[0] == _RELATION:
                 # A Relation also goes to the applier at once: its relation
                 # cache, like pgoutput's, is not transactional. The spooled
@@ -434,24 +433,20 @@ class StreamReader(threading.Thread):
                 and message.xid not in self.no_parallel
             ):
                 self.parallel_xid = message.xid
-            if message.xid != self.parallel_xid:
-                self.spool.start(message.xid, message.first_segment)
+            self.spool.start(message.xid, message.first_segment)
         elif isinstance(message, StreamStop):
             self.spool.stop()
         elif isinstance(message, StreamAbort):
+            self.spool.abort(message.xid, message.subxid)
             if message.xid == self.parallel_xid:
                 self._put(StreamedAbort(message.xid, message.subxid), 0)
                 if message.subxid == message.xid:
                     self.parallel_xid = None
-            else:
-                self.spool.abort(message.xid, message.subxid)
         elif isinstance(message, StreamCommit):
             progress.commits_queued += 1
             if message.xid == self.parallel_xid:
                 self.parallel_xid = None
-                self._put(StreamedCommit(message), 0)
-            else:
-                self._put(self.spool.commit(message), 0)
+            self._put(self.spool.commit(message), 0)
         else:
             if isinstance(message, Begin):
                 self.in_transaction = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .decode import Message, StreamCommit
+from .decode import Message
 
 
 @dataclass(slots=True)
@@ -22,10 +22,3 @@ class StreamedAbort:
 
     xid: int
     subxid: int
-
-
-@dataclass(slots=True)
-class StreamedCommit:
-    """The streamed transaction applied while open committed upstream."""
-
-    commit: StreamCommit
