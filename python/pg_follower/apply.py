@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ from .decode import (
     Commit,
     Delete,
     Insert,
+    InsertRun,
     LogicalMessage,
     Message,
     Origin,
@@ -45,6 +48,11 @@ logger = logging.getLogger("pg_follower.apply")
 INTERNAL_SCHEMA = "pgfollower"
 COPY_BATCH_ROWS = 5000
 COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays bounded
+# A run of upstream transactions already queued is applied as one downstream
+# transaction, within these bounds (so lag stays low and locks short).
+GROUP_MAX_COMMITS = 1000
+GROUP_MAX_CHANGES = 100_000
+GROUP_MAX_SECONDS = 0.2
 
 Value = bytes | BinaryValue | object | None
 
@@ -200,6 +208,20 @@ def _copy_field(value: Value) -> bytes:
     return value
 
 
+_COPY_SPECIAL = re.compile(rb"[\\\t\n\r]")
+
+
+def _copy_line(values: Sequence[Value]) -> bytes:
+    """One row in COPY's text format."""
+    try:
+        # The common row: text values, no NULL, nothing to escape; all in C.
+        if _COPY_SPECIAL.search(b"".join(values)) is None:  # type: ignore[arg-type]
+            return b"\t".join(values) + b"\n"  # type: ignore[arg-type]
+    except TypeError:  # a NULL (None) or a non-text value
+        pass
+    return b"\t".join([_copy_field(v) for v in values]) + b"\n"
+
+
 class PostgresApplier:
     """Applies one subscription's transactions on a downstream connection."""
 
@@ -212,7 +234,16 @@ class PostgresApplier:
         self.skip_lsn: int | None = None
         self._skip_requested = False
         self.targets: dict[int, Target] = {}
-        self.position: int = 0  # end LSN of the last transaction applied downstream
+        self.position: int = 0  # end LSN of the last upstream transaction applied
+        # Grouping: upstream transactions applied but not yet committed downstream.
+        self.more_waiting: Callable[[], bool] = lambda: False  # more is queued already
+        self.group_after = 0  # no grouping up to this commit LSN (the last failing one)
+        self.committed_commits = 0  # upstream transactions in the last downstream commit
+        self._group_commits = 0
+        self._group_changes = 0
+        self._group_started = 0.0
+        self._group_last: Commit | None = None
+        self._committed: Commit | None = None
         self._skipping = False
         self._in_transaction = False
         self._begin: Begin | None = None
@@ -226,6 +257,7 @@ class PostgresApplier:
             Commit: self._on_commit,
             Relation: self._on_relation,
             Insert: self._on_insert,
+            InsertRun: self._on_insert_run,
             Update: self._on_update,
             Delete: self._on_delete,
             Truncate: self._on_truncate,
@@ -237,11 +269,8 @@ class PostgresApplier:
     # -- session -------------------------------------------------------------
     def setup(self) -> int | None:
         """Prepare the session; return the origin's position (None: never applied)."""
+        self.prepare_session()
         with self.conn.cursor() as cur:
-            cur.execute("SET session_replication_role = replica")
-            cur.execute("SET statement_timeout = 0")
-            cur.execute("SET lock_timeout = 0")
-            cur.execute("SET idle_in_transaction_session_timeout = 0")
             cur.execute("SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin])
             cur.execute("SELECT pg_catalog.pg_replication_origin_session_progress(false)::text")
             row = cur.fetchone()
@@ -251,6 +280,55 @@ class PostgresApplier:
             return None
         self.position = str_to_lsn(lsn)
         return self.position
+
+    def prepare_session(self) -> None:
+        """The session settings every apply connection runs with."""
+        with self.conn.cursor() as cur:
+            cur.execute("SET session_replication_role = replica")
+            cur.execute("SET statement_timeout = 0")
+            cur.execute("SET lock_timeout = 0")
+            cur.execute("SET idle_in_transaction_session_timeout = 0")
+            # As PostgreSQL's own apply worker: commits need not wait for
+            # their WAL flush; the upstream hears only of what is flushed
+            # (durable_position), so a crash here loses nothing upstream.
+            cur.execute("SET synchronous_commit = off")
+        self.conn.commit()
+
+    def take_origin(self) -> None:
+        """Make this session the one whose commits advance the origin."""
+        self.conn.execute(
+            "SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin]
+        )
+        self.conn.commit()
+
+    def release_origin(self) -> None:
+        """Let another session advance the origin (only one may at a time)."""
+        self.conn.execute("SELECT pg_catalog.pg_replication_origin_session_reset()")
+        self.conn.commit()
+
+    def set_lock_timeout(self, timeout: str) -> None:
+        """Between transactions: how long a statement may wait for a lock."""
+        self.conn.execute(f"SET lock_timeout = {_quote(timeout)}")
+        self.conn.commit()
+
+    def flush_pending(self) -> None:
+        """Write what is buffered (a run of rows) now."""
+        self._guarded(lambda _: self._flush_copy(), None)
+
+    def savepoint(self, name: str) -> None:
+        self.flush_pending()
+        self._guarded(lambda _: self.conn.execute(f"SAVEPOINT {_ident(name)}"), None)
+
+    def rollback_to(self, name: str) -> None:
+        """Undo what was applied since the savepoint (a subtransaction aborted)."""
+        self.flush_pending()
+        self._guarded(lambda _: self.conn.execute(f"ROLLBACK TO SAVEPOINT {_ident(name)}"), None)
+        self._forget_catalog()
+
+    @property
+    def idle(self) -> bool:
+        """No downstream transaction is open (nothing applied and uncommitted)."""
+        return self._group_last is None and not self._in_transaction
 
     def load_skip_request(self) -> None:
         """Read skip_transaction()'s request, if any, for this subscription."""
@@ -271,11 +349,46 @@ class PostgresApplier:
             )
         if self._skipping and not isinstance(message, Commit | Relation):
             return None
+        self._group_changes += 1
+        self._guarded(handler, message)
+        committed, self._committed = self._committed, None
+        return committed
+
+    def _guarded(self, fn: Callable[[Any], object], arg: Any) -> None:
+        """Run one step; on failure roll back and raise an ApplyError."""
         try:
-            handler(message)
-        except psycopg.Error as exc:
-            self._fail(exc)
-        return message if isinstance(message, Commit) else None
+            fn(arg)
+        except (psycopg.Error, ApplyError) as exc:
+            grouped = self._group_commits + self._in_transaction > 1
+            error = exc if isinstance(exc, ApplyError) else self._apply_error(exc)
+            error.grouped = grouped
+            self.rollback()
+            if error is exc:
+                raise
+            raise error from exc
+
+    def commit_pending(self) -> Commit | None:
+        """Commit the open group of whole upstream transactions, if any (nothing
+        more arrived); its last Commit."""
+        if self._group_last is None or self._in_transaction:
+            return None
+        self._guarded(lambda _: self._commit_group(), None)
+        committed, self._committed = self._committed, None
+        return committed
+
+    def durable_position(self) -> int | None:
+        """The end LSN up to which applied transactions are flushed downstream.
+
+        Flushes the WAL as far as the origin's last commit; only between
+        downstream transactions.
+        """
+        if self._group_last is not None or self._in_transaction:
+            return None
+        row = self.conn.execute(
+            "SELECT pg_catalog.pg_replication_origin_session_progress(true)::text"
+        ).fetchone()
+        self.conn.commit()
+        return str_to_lsn(row[0]) if row and row[0] else None
 
     def rollback(self) -> None:
         self._forget_catalog()
@@ -284,8 +397,14 @@ class PostgresApplier:
         self._copy_target = None
         self._in_transaction = False
         self._skipping = False
+        self._reset_group()
         if not self.conn.closed:
             self.conn.rollback()
+
+    def _reset_group(self) -> None:
+        self._group_commits = 0
+        self._group_changes = 0
+        self._group_last = None
 
     def _forget_catalog(self) -> None:
         """Drop what was read from the downstream catalog: DDL or a rollback may change it."""
@@ -294,7 +413,7 @@ class PostgresApplier:
             target.info = None
             target.statements = {}
 
-    def _fail(self, exc: psycopg.Error) -> None:
+    def _apply_error(self, exc: psycopg.Error) -> ApplyError:
         begin = self._begin
         lsn = lsn_to_str(begin.final_lsn) if begin else None
         statement = self._statement
@@ -304,13 +423,14 @@ class PostgresApplier:
         message = f"{first_line(exc)} (SQLSTATE {sqlstate})"
         if detail:
             message += f"; {detail}"
-        self.rollback()
-        raise ApplyError(message, lsn=lsn, statement=statement) from exc
+        return ApplyError(message, lsn=lsn, statement=statement)
 
     # -- transactions ----------------------------------------------------------
     def _on_begin(self, m: Begin) -> None:
         self._begin = m
         self._in_transaction = True
+        if self._group_last is None:
+            self._group_started = time.monotonic()
         # Already applied before a restart: its commit is at or before our
         # recorded position (which is a commit's end LSN).
         self._skipping = m.final_lsn < self.position
@@ -324,37 +444,64 @@ class PostgresApplier:
             )
 
     def _on_commit(self, m: Commit) -> None:
+        self._in_transaction = False
         if self._skipping:
             self._skipping = False
-            self._in_transaction = False
-            if self._skip_requested:
-                self._commit_skip(m)
-            return
-        self._flush_copy()
-        self._statement = "SELECT pg_replication_origin_xact_setup(...)"
-        self.conn.execute(
-            "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, %s)",
-            [lsn_to_str(m.end_lsn), pg_timestamp_to_datetime(m.commit_ts)],
-        )
-        self._statement = "COMMIT"
-        self.conn.commit()
+            if not self._skip_requested:
+                # Applied before a restart: nothing to write, but it counts as applied.
+                if self._group_last is None:
+                    self.committed_commits, self._committed = 1, m
+                else:
+                    self._group_commits += 1
+                return
+            # Moving past a skipped transaction forgets the request in the
+            # same downstream commit.
+            self._skip_requested = False
+            self.conn.execute(
+                "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
+            )
+            self.skip_lsn = None
+        # A run of inserts may go on into the next transaction of the group:
+        # it is flushed before anything else, and before the commit.
+        self._group_commits += 1
+        self._group_last = m
         self.position = m.end_lsn
-        self._in_transaction = False
-        self._statement = ""
+        if not self._group_goes_on():
+            self._commit_group()
 
-    def _commit_skip(self, m: Commit) -> None:
-        """Move past a skipped transaction and forget the request, atomically."""
-        self._skip_requested = False
-        self.conn.execute(
-            "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
+    def _group_goes_on(self) -> bool:
+        """Whether the next queued upstream transaction joins this downstream one.
+
+        Only when more is waiting already (never to wait for traffic), within
+        bounds, and not right after an apply error (that transaction's
+        predecessors commit on their own, so it alone is left failing).
+        """
+        begin = self._begin
+        return (
+            self.more_waiting()
+            and begin is not None
+            and begin.final_lsn > self.group_after
+            and self._group_commits < GROUP_MAX_COMMITS
+            and self._group_changes < GROUP_MAX_CHANGES
+            and time.monotonic() - self._group_started < GROUP_MAX_SECONDS
         )
+
+    def _commit_group(self) -> None:
+        """Commit the downstream transaction with the last upstream commit's position."""
+        last = self._group_last
+        assert last is not None
+        self._flush_copy()
+        # Origin position and COMMIT in one round trip (simple query protocol).
+        self._statement = "SELECT pg_replication_origin_xact_setup(...); COMMIT"
+        lsn = lsn_to_str(last.end_lsn)
+        at = pg_timestamp_to_datetime(last.commit_ts).isoformat()
         self.conn.execute(
-            "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, %s)",
-            [lsn_to_str(m.end_lsn), pg_timestamp_to_datetime(m.commit_ts)],
+            f"SELECT pg_catalog.pg_replication_origin_xact_setup('{lsn}', '{at}'); COMMIT".encode()
         )
-        self.conn.commit()
-        self.position = m.end_lsn
-        self.skip_lsn = None
+        self._statement = ""
+        self.committed_commits = self._group_commits
+        self._committed = last
+        self._reset_group()
 
     # -- relations ---------------------------------------------------------------
     def _on_relation(self, m: Relation) -> None:
@@ -383,9 +530,21 @@ class PostgresApplier:
         if self._copy_target is not target:
             self._flush_copy()
             self._copy_target = target
-        line = b"\t".join([_copy_field(v) for v in m.new]) + b"\n"
+        line = _copy_line(m.new)
         self._copy_rows.append(line)
         self._copy_bytes += len(line)
+        if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
+            self._flush_copy()
+
+    def _on_insert_run(self, m: InsertRun) -> None:
+        target = self._target(m.relation_id)
+        if target.skip:
+            return
+        if self._copy_target is not target:
+            self._flush_copy()
+            self._copy_target = target
+        self._copy_rows.extend(m.lines)
+        self._copy_bytes += m.nbytes
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
             self._flush_copy()
 
@@ -783,6 +942,14 @@ def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:
     """The columns a moved row is inserted with: every stored one downstream."""
     names = [n for n, c in info.columns.items() if not c.generated]
     return names + [c for c in set_cols if c not in info.columns]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _ignore(_message: object) -> None:

@@ -55,7 +55,7 @@ _KEEPALIVE: Final = struct.Struct("!QqB")
 _STATUS_UPDATE: Final = struct.Struct("!cQQQqB")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class XLogData:
     """A 'w' CopyData message: WAL data (here one pgoutput message) and its position."""
 
@@ -65,7 +65,7 @@ class XLogData:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Keepalive:
     """A 'k' primary keepalive message."""
 
@@ -134,7 +134,7 @@ Value: TypeAlias = bytes | BinaryValue | UnchangedToast | None
 Row: TypeAlias = tuple[Value, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Begin:
     """'B': start of a transaction."""
 
@@ -143,7 +143,7 @@ class Begin:
     xid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     """'C': end of a transaction."""
 
@@ -202,7 +202,7 @@ class Type:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Insert:
     """'I': a new row."""
 
@@ -211,7 +211,20 @@ class Insert:
     new: Row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class InsertRun:
+    """Consecutive 'I' messages for one relation, as lines of COPY's text format.
+
+    Not a pgoutput message: the reader's shortcut for bulk inserts, which
+    skips a Python object per row and per value (``copy_line``).
+    """
+
+    relation_id: int
+    lines: list[bytes]
+    nbytes: int
+
+
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Update:
     """'U': a changed row; ``old`` comes only if the key changed ('K') or identity is FULL ('O')."""
 
@@ -222,7 +235,7 @@ class Update:
     new: Row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Delete:
     """'D': a removed row, identified by its key columns ('K') or all columns ('O')."""
 
@@ -297,6 +310,7 @@ Message: TypeAlias = (
     | Relation
     | Type
     | Insert
+    | InsertRun
     | Update
     | Delete
     | Truncate
@@ -384,6 +398,67 @@ def _tuple(buf: bytes, pos: int) -> tuple[Row, int]:
     if pos > len(buf):
         raise ProtocolError(f"tuple data runs past the end of the message ({len(buf)} bytes)")
     return tuple(values), pos
+
+
+_COPY_SPECIAL: Final = re.compile(rb"[\\\t\n\r]")
+_COPY_ESCAPES: Final = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
+_COPY_NULL: Final = b"\\N"
+
+
+def copy_escape(value: bytes) -> bytes:
+    """A text value as a field of COPY's text format."""
+    for raw, escaped in _COPY_ESCAPES:
+        if raw in value:
+            value = value.replace(raw, escaped)
+    return value
+
+
+def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
+    """An 'I' message's relation and its new row as one line of COPY's text format.
+
+    The same checks as ``decode_message``; NULLs become ``\\N``, special
+    characters are escaped. Raises ProtocolError for what COPY cannot take
+    (binary values) or a malformed message.
+    """
+    pos = 5 if in_stream else 1
+    try:
+        (relation_id,) = _U32.unpack_from(buf, pos)
+        if buf[pos + 4] != 0x4E:  # 'N'
+            raise ProtocolError(f"expected 'N' (new tuple), got {_show_byte(buf[pos + 4])}")
+        pos += 5
+        (count,) = _U16.unpack_from(buf, pos)
+        pos += 2
+        parts: list[bytes] = []
+        append = parts.append
+        unpack = _U32.unpack_from
+        special = False
+        for _ in range(count):
+            kind = buf[pos]
+            if kind == 0x74:  # 't'
+                (length,) = unpack(buf, pos + 1)
+                pos += 5
+                append(buf[pos : pos + length])
+                pos += length
+            elif kind == 0x6E:  # 'n'
+                append(_COPY_NULL)
+                special = True
+                pos += 1
+            else:
+                raise ProtocolError(
+                    f"tuple data kind {_show_byte(kind)} at offset {pos} in an inserted row"
+                )
+    except (struct.error, IndexError) as exc:
+        raise ProtocolError(
+            f"pgoutput Insert message is truncated or malformed ({len(buf)} bytes): {exc}"
+        ) from exc
+    if pos != len(buf):
+        raise ProtocolError(
+            f"pgoutput Insert message has {len(buf) - pos} unexpected trailing bytes"
+            f" (or runs past the end) at offset {pos}"
+        )
+    if special or _COPY_SPECIAL.search(b"".join(parts)) is not None:
+        parts = [p if p is _COPY_NULL else copy_escape(p) for p in parts]
+    return relation_id, b"\t".join(parts) + b"\n"
 
 
 def _begin(buf: bytes, pos: int, xid: int | None) -> tuple[Message, int]:

@@ -26,6 +26,9 @@ class ApplyError(FollowerError):
         super().__init__(message)
         self.lsn = lsn
         self.statement = statement
+        # Raised in a downstream transaction holding several upstream ones:
+        # which of them failed is not known yet (retry them one at a time).
+        self.grouped = False
 
 
 def first_line(exc: BaseException) -> str:

@@ -20,16 +20,22 @@ import psycopg
 
 from . import PUBLICATION
 from .apply import PostgresApplier
-from .decode import lsn_to_str, pg_timestamp_to_datetime
-from .errors import ApplyError, FollowerError, UpstreamError, first_line
+from .decode import Commit, lsn_to_str, pg_timestamp_to_datetime, str_to_lsn
+from .errors import ApplyError, FollowerError, ProtocolError, UpstreamError, first_line
 from .initial_copy import CopyProgress, InitialCopy
+from .parallel_apply import ParallelStream
 from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
 from .stream import Inbox, Progress, ReplicationConnection, StreamReader, worker_conninfo
+from .streamed import StreamedAbort, StreamedChange
 
 logger = logging.getLogger("pg_follower.pipeline")
 
-QUEUE_SIZE = 10_000  # decoded messages in flight between reader and applier
+QUEUE_SIZE = 200  # batches of decoded messages in flight between reader and applier
 QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
+# Apply one big streamed transaction at a time while it runs upstream.
+PARALLEL_STREAMING = True
+FLUSH_CHECK_INTERVAL = 0.1  # how often a busy applier reads back its durable position
+GROUP_WAIT = 0.001  # a group of transactions waits this long for one more
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,8 @@ class SubscriptionRunner(threading.Thread):
         self.progress: Progress | None = None
         self.copy_progress: CopyProgress | None = None
         self.reader: StreamReader | None = None
+        self.ungroup_until = 0  # commit LSN up to which transactions are applied one by one
+        self.no_parallel: set[int] = set()  # streamed xids left to the spool
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -108,6 +116,18 @@ class SubscriptionRunner(threading.Thread):
             try:
                 self._session(backoff)
             except ApplyError as exc:
+                if exc.grouped:
+                    # Which of the grouped transactions failed is not known:
+                    # apply them one at a time, at once, to find out.
+                    if exc.lsn:
+                        self.ungroup_until = max(self.ungroup_until, str_to_lsn(exc.lsn))
+                    logger.info(
+                        "subscription %s: %s; applying the transactions up to %s one at a time",
+                        self.config.name,
+                        exc,
+                        exc.lsn,
+                    )
+                    continue
                 self._record_error(str(exc), lsn=exc.lsn, statement=exc.statement)
             except (FollowerError, psycopg.Error, OSError) as exc:
                 self._record_error(first_line(exc))
@@ -245,11 +265,33 @@ class SubscriptionRunner(threading.Thread):
         repl.start(cfg.slot_name, position, PUBLICATION)
         logger.info("subscription %s: streaming from %s", cfg.name, lsn_to_str(position))
         stop = threading.Event()
-        reader = StreamReader(repl, inbox, progress, stop, cfg.name, spool)
+        reader = StreamReader(
+            repl,
+            inbox,
+            progress,
+            stop,
+            cfg.name,
+            spool,
+            parallel=PARALLEL_STREAMING and applier.skip_lsn is None,
+            no_parallel=self.no_parallel,
+        )
+        parallel = ParallelStream(
+            applier, lambda: psycopg.connect(worker_conninfo(self.downstream_dsn))
+        )
         self.progress, self.reader = progress, reader
         if self.status.state != "error":
             self.status.state = "streaming"
         reader.start()
+        left = 0  # of the batch being applied
+        # A moment's wait for more makes groups larger under a steady stream
+        # of small transactions (fewer round trips) and costs little lag.
+        applier.more_waiting = lambda: left > 0 or inbox.wait(GROUP_WAIT)
+        # Right after an apply error, its predecessors commit one by one, so
+        # it alone is left failing.
+        applier.group_after = self.ungroup_until
+        if self.status.error_lsn:
+            applier.group_after = max(applier.group_after, str_to_lsn(self.status.error_lsn))
+        last_flush_check = 0.0
         try:
             while not self.stop_event.is_set():
                 try:
@@ -257,28 +299,85 @@ class SubscriptionRunner(threading.Thread):
                 except queue.Empty:
                     if not reader.is_alive():
                         raise UpstreamError("the stream reader stopped") from None
+                    self._applied(applier, applier.commit_pending(), progress, backoff)
+                    if not progress.durable:
+                        self._confirm_durable(applier, progress)
+                        last_flush_check = time.monotonic()
                     if progress.caught_up and not reader.in_transaction:
                         self.status.state = "streaming"  # idle and healthy again
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, SpooledTransaction):
-                    committed = apply_spooled(item, applier.apply, self.stop_event)
-                else:
-                    committed = applier.apply(item)
-                if committed is not None:
-                    progress.commits_applied += 1
-                    progress.confirm(committed.end_lsn)
-                    progress.last_commit_ts = pg_timestamp_to_datetime(
-                        committed.commit_ts
-                    ).timestamp()
-                    if self.status.state != "streaming":
-                        self.status.state = "streaming"
-                    backoff.reset()
+                left = len(item)
+                for entry in item:
+                    if self.stop_event.is_set():
+                        break  # what was applied of a transaction is rolled back
+                    left -= 1
+                    if isinstance(entry, StreamedChange | StreamedAbort | SpooledTransaction):
+                        # the main connection commits what it holds first
+                        self._applied(applier, applier.commit_pending(), progress, backoff)
+                    if isinstance(entry, StreamedChange):
+                        parallel.change(entry)
+                        continue
+                    if isinstance(entry, StreamedAbort):
+                        parallel.abort(entry)
+                        continue
+                    committed: Commit | None
+                    if isinstance(entry, SpooledTransaction):
+                        committed = parallel.finish(entry)
+                        if committed is None:
+                            committed = apply_spooled(entry, applier.apply, self.stop_event)
+                        commits = 1
+                    else:
+                        committed = applier.apply(entry)
+                        commits = applier.committed_commits
+                    if committed is not None:
+                        self._applied(applier, committed, progress, backoff, commits)
+                        if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
+                            self._confirm_durable(applier, progress)
+                            last_flush_check = time.monotonic()
+        except (ApplyError, ProtocolError, psycopg.Error) as exc:
+            if parallel.xid is None or parallel.xid in parallel.abandoned:
+                raise
+            # Beside the transaction applied while open (perhaps a lock wait
+            # between the two connections): start over at once with it left
+            # to the spool.
+            self.no_parallel.add(parallel.xid)
+            error = exc if isinstance(exc, ApplyError) else ApplyError(first_line(exc))
+            error.grouped = True
+            raise error from exc
         finally:
             stop.set()
             reader.join(timeout=5)
+            parallel.close()
             spool.close()
+
+    def _applied(
+        self,
+        applier: PostgresApplier,
+        committed: Commit | None,
+        progress: Progress,
+        backoff: Backoff,
+        commits: int | None = None,
+    ) -> None:
+        """A downstream commit of whole upstream transactions, up to ``committed``."""
+        if committed is None:
+            return
+        progress.applied(
+            committed.end_lsn,
+            applier.committed_commits if commits is None else commits,
+            pg_timestamp_to_datetime(committed.commit_ts).timestamp(),
+        )
+        if self.status.state != "streaming":
+            self.status.state = "streaming"
+        backoff.reset()
+
+    @staticmethod
+    def _confirm_durable(applier: PostgresApplier, progress: Progress) -> None:
+        """Tell the reader how far the downstream has flushed what it applied."""
+        durable = applier.durable_position()
+        if durable is not None:
+            progress.confirm(durable)
 
     # -- status ---------------------------------------------------------------------
     def snapshot(self) -> Status:
@@ -291,7 +390,7 @@ class SubscriptionRunner(threading.Thread):
             st.rows_copied, st.rows_total = copied.rows_copied, copied.rows_total
         if progress is not None:
             st.received_lsn = lsn_to_str(progress.received_lsn)
-            st.applied_lsn = lsn_to_str(progress.flushed_lsn)
+            st.applied_lsn = lsn_to_str(progress.applied_lsn)
             st.upstream_lsn = lsn_to_str(progress.upstream_lsn)
             busy = not progress.caught_up or (reader is not None and reader.in_transaction)
             if not busy:

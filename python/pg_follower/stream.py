@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import select
+import struct
 import threading
 import time
 from collections import deque
@@ -27,13 +28,16 @@ from .decode import (
     Begin,
     Commit,
     Decoder,
+    InsertRun,
     Keepalive,
     Message,
+    Relation,
     StreamAbort,
     StreamCommit,
     StreamStart,
     StreamStop,
     XLogData,
+    insert_copy_line,
     lsn_to_str,
     parse_copy_data,
     standby_status_update,
@@ -41,6 +45,7 @@ from .decode import (
 )
 from .errors import ProtocolError, UpstreamError, first_line
 from .spool import Spool, SpooledTransaction
+from .streamed import StreamedAbort, StreamedChange
 
 logger = logging.getLogger("pg_follower.stream")
 
@@ -152,28 +157,68 @@ class ReplicationConnection:
 
 
 class Progress:
-    """Positions shared by the reader and the applier (plain ints under the GIL)."""
+    """Positions shared by the reader and the applier (plain ints under the GIL).
+
+    Downstream commits run with ``synchronous_commit = off``, so a committed
+    transaction is visible (``applied_lsn``) before it is durable
+    (``flushed_lsn``, read back from the replication origin with a WAL flush).
+    The upstream is only ever told the durable one.
+    """
 
     def __init__(self, start_lsn: int):
         self.received_lsn = start_lsn  # end of the last WAL data received
         self.upstream_lsn = start_lsn  # the upstream's WAL end, from keepalives
-        self.flushed_lsn = start_lsn  # every change below it is durably applied
+        self.applied_lsn = start_lsn  # every change below it is committed downstream
+        self.flushed_lsn = start_lsn  # ... and durably so
+        self.last_commit_lsn = start_lsn  # end LSN of the last upstream commit applied
         self.commits_queued = 0
         self.commits_applied = 0
         self.last_commit_ts: float | None = None  # unix time of the last applied commit
 
+    def applied(self, end_lsn: int, commits: int, commit_ts: float) -> None:
+        """``commits`` upstream transactions up to ``end_lsn`` committed downstream."""
+        # last_commit_lsn before commits_applied: the reader trusts it once caught up
+        self.last_commit_lsn = max(self.last_commit_lsn, end_lsn)
+        self.applied_lsn = max(self.applied_lsn, end_lsn)
+        self.last_commit_ts = commit_ts
+        self.commits_applied += commits
+
     def confirm(self, lsn: int) -> None:
+        """Everything below ``lsn`` is durably applied downstream."""
         if lsn > self.flushed_lsn:
             self.flushed_lsn = lsn
+        if lsn > self.applied_lsn:
+            self.applied_lsn = lsn
+
+    def idle_at(self, wal_end: int) -> None:
+        """Nothing is in flight and the upstream's WAL reached ``wal_end``."""
+        if wal_end > self.applied_lsn:
+            self.applied_lsn = wal_end
+        # Only once every applied commit is durable may the slot move past it.
+        if self.flushed_lsn >= self.last_commit_lsn:
+            self.confirm(wal_end)
 
     @property
     def caught_up(self) -> bool:
         return self.commits_applied == self.commits_queued
 
+    @property
+    def durable(self) -> bool:
+        """Whether every transaction committed downstream is known to be flushed."""
+        return self.flushed_lsn >= self.last_commit_lsn
 
-InboxItem: TypeAlias = Message | SpooledTransaction | BaseException
-"""What the reader hands the applier: a message, a committed streamed transaction, or
-the error that stopped the reader."""
+
+BatchItem: TypeAlias = Message | SpooledTransaction | StreamedChange | StreamedAbort
+Batch: TypeAlias = list[BatchItem]
+"""Messages and committed streamed transactions, in stream order."""
+
+InboxItem: TypeAlias = Batch | BaseException
+"""What the reader hands the applier: a batch of what arrived together, or the error
+that stopped the reader."""
+
+BATCH_ITEMS = 256  # the reader hands over at most this many messages at once
+BATCH_BYTES = 1 << 20  # ... or about this much payload
+RUN_ROWS = 1000  # inserted rows handed over as one run at most
 
 
 class Inbox:
@@ -211,6 +256,13 @@ class Inbox:
             self._bytes += nbytes
             self._not_empty.notify()
 
+    def wait(self, timeout: float) -> bool:
+        """Whether an item is there, or arrives within ``timeout`` seconds."""
+        with self._not_empty:
+            if not self._items:
+                self._not_empty.wait(timeout)
+            return bool(self._items)
+
     def get(self, timeout: float | None = None) -> InboxItem:
         """The oldest item; raise queue.Empty after ``timeout`` seconds."""
         with self._not_empty:
@@ -226,7 +278,12 @@ class Inbox:
             return item
 
 
+_XLOGDATA_KIND = ord("w")
+_XLOGDATA_LSNS = struct.Struct("!QQ")
+_XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
+_INSERT = ord("I")
+INTERNAL_SCHEMA = "pgfollower"  # the extension's own tables (apply.py skips them)
 
 
 class StreamReader(threading.Thread):
@@ -240,6 +297,8 @@ class StreamReader(threading.Thread):
         stop: threading.Event,
         name: str,
         spool: Spool,
+        parallel: bool = False,
+        no_parallel: set[int] | None = None,
     ):
         super().__init__(name=f"reader-{name}", daemon=True)
         self.connection = connection
@@ -249,26 +308,48 @@ class StreamReader(threading.Thread):
         self.spool = spool
         self.decoder = Decoder()
         self.in_transaction = False  # inside a Begin ... Commit (not a streamed one)
+        # One streamed transaction at a time is also applied while open
+        # (parallel_apply.py); never those in no_parallel (left to the spool).
+        self.parallel = parallel
+        self.no_parallel: set[int] = no_parallel if no_parallel is not None else set()
+        self.parallel_xid: int | None = None
         self._last_feedback = 0.0
+        # What arrived back to back goes to the applier as one batch: one
+        # queue hand-over (lock, wake-up) for many rows instead of one each.
+        self._batch: Batch = []
+        self._batch_bytes = 0
+        self._run: InsertRun | None = None  # inserted rows not yet in the batch
+        self._run_key: tuple[int | None, int | None, int] = (None, None, 0)
+        self._internal: set[int] = set()  # relation ids of the extension's own tables
 
     def run(self) -> None:
         try:
             self._loop()
         except BaseException as exc:  # handed to the applier, which owns error handling
             if not self.stop_event.is_set():
+                self._flush_batch()
                 self.out.put(exc)
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
-            buf = self.connection.read(timeout=0.2)
+            # Nothing more at once: hand over the batch before waiting.
+            pending = bool(self._batch) or self._run is not None
+            buf = self.connection.read(timeout=0.0 if pending else 0.2)
             if buf is not None:
                 self._handle(buf)
+            elif pending:
+                self._flush_batch()
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
                 self.send_feedback()
 
     def _handle(self, buf: bytes) -> None:
-        frame = parse_copy_data(buf)
         progress = self.progress
+        if buf[0] == _XLOGDATA_KIND and len(buf) > _XLOGDATA_HEAD:
+            # the common case, without an XLogData object
+            data_start, wal_end = _XLOGDATA_LSNS.unpack_from(buf, 1)
+            self._handle_wal(data_start, wal_end, buf[_XLOGDATA_HEAD:])
+            return
+        frame = parse_copy_data(buf)
         if isinstance(frame, Keepalive):
             progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
             # Nothing in flight: everything before wal_end that concerns us is
@@ -291,22 +372,42 @@ class StreamReader(threading.Thread):
             # session, so nothing is applied twice. PostgreSQL's own apply
             # worker confirms the same way (flush = received when no commit
             # is pending). What must hold the slot back is a commit received
-            # and not applied yet (caught_up), or a transaction sent at
-            # commit, from its Begin to its Commit (in_transaction).
+            # and not applied yet (caught_up), a transaction sent at commit,
+            # from its Begin to its Commit (in_transaction), and a commit
+            # applied but not yet flushed downstream (Progress.idle_at).
             if not self.in_transaction and progress.caught_up:
-                progress.confirm(frame.wal_end)
+                progress.idle_at(frame.wal_end)
             if frame.reply_requested:
                 self.send_feedback()
             return
         assert isinstance(frame, XLogData)
-        progress.received_lsn = max(progress.received_lsn, frame.wal_end, frame.data_start)
-        progress.upstream_lsn = max(progress.upstream_lsn, frame.wal_end)
-        payload = frame.payload
+        self._handle_wal(frame.data_start, frame.wal_end, frame.payload)
+
+    def _handle_wal(self, data_start: int, wal_end: int, payload: bytes) -> None:
+        progress = self.progress
+        if wal_end > progress.received_lsn or data_start > progress.received_lsn:
+            progress.received_lsn = max(progress.received_lsn, wal_end, data_start)
+        if wal_end > progress.upstream_lsn:
+            progress.upstream_lsn = wal_end
         decoder = self.decoder
         subxid = decoder.stream_change_xid(payload)
         if subxid is not None:
-            # A change of a streamed transaction: to disk, undecoded.
+            xid = decoder.stream_xid
+            assert xid is not None
+            # To disk, undecoded: what is applied at commit, or if applying
+            # it while open (parallel_xid) had to stop.
             self.spool.write(subxid, payload)
+            if xid == self.parallel_xid:
+                # Applied while open: to the applier now too.
+                if payload[0] == _INSERT:
+                    self._insert(payload, True, xid, subxid)
+                    return
+                change = decoder.decode(payload)
+                self._put(StreamedChange(xid, subxid, change), len(payload))
+                if isinstance(change, Relation):
+                    self._relation(change)
+                    self._put(change, 0)
+                return
             if payload[0] == _RELATION:
                 # A Relation also goes to the applier at once: its relation
                 # cache, like pgoutput's, is not transactional. The spooled
@@ -315,33 +416,104 @@ class StreamReader(threading.Thread):
                 # pgoutput sends a non-streamed transaction the shape it
                 # needs again after a stream block or abort that changed it
                 # (their invalidations reset its schema_sent).
-                self._put(decoder.decode(payload), len(payload))
+                relation = decoder.decode(payload)
+                assert isinstance(relation, Relation)
+                self._relation(relation)
+                self._put(relation, len(payload))
+            return
+        if payload[0] == _INSERT and not decoder.in_stream:
+            self._insert(payload, False, None, None)
             return
         message = decoder.decode(payload)
         if isinstance(message, StreamStart):
+            if (
+                self.parallel
+                and self.parallel_xid is None
+                and message.first_segment
+                and message.xid not in self.no_parallel
+            ):
+                self.parallel_xid = message.xid
             self.spool.start(message.xid, message.first_segment)
         elif isinstance(message, StreamStop):
             self.spool.stop()
         elif isinstance(message, StreamAbort):
             self.spool.abort(message.xid, message.subxid)
+            if message.xid == self.parallel_xid:
+                self._put(StreamedAbort(message.xid, message.subxid), 0)
+                if message.subxid == message.xid:
+                    self.parallel_xid = None
         elif isinstance(message, StreamCommit):
-            txn = self.spool.commit(message)
             progress.commits_queued += 1
-            self._put(txn, 0)
+            if message.xid == self.parallel_xid:
+                self.parallel_xid = None
+            self._put(self.spool.commit(message), 0)
         else:
             if isinstance(message, Begin):
                 self.in_transaction = True
             elif isinstance(message, Commit):
                 self.in_transaction = False
                 progress.commits_queued += 1
+            elif isinstance(message, Relation):
+                self._relation(message)
             self._put(message, len(payload))
 
-    def _put(self, item: InboxItem, nbytes: int) -> None:
+    def _relation(self, relation: Relation) -> None:
+        """Remember which relations are the extension's own (their rows are read whole)."""
+        if relation.namespace == INTERNAL_SCHEMA:
+            self._internal.add(relation.relation_id)
+        else:
+            self._internal.discard(relation.relation_id)
+
+    def _insert(self, payload: bytes, in_stream: bool, xid: int | None, subxid: int | None) -> None:
+        """An inserted row, into the run of rows for its relation."""
+        relation_id, line = insert_copy_line(payload, in_stream)
+        if relation_id in self._internal:
+            message = self.decoder.decode(payload)
+            self._put(message if xid is None else StreamedChange(xid, subxid or xid, message), 0)
+            return
+        run = self._run
+        key = (xid, subxid, relation_id)
+        if run is None or self._run_key != key or len(run.lines) >= RUN_ROWS:
+            self._end_run()
+            run = self._run = InsertRun(relation_id, [], 0)
+            self._run_key = key
+        run.lines.append(line)
+        run.nbytes += len(line)
+        self._batch_bytes += len(line)
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+
+    def _end_run(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        xid, subxid, _ = self._run_key
+        self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+        if len(self._batch) >= BATCH_ITEMS:
+            self._flush_batch()
+
+    def _put(self, item: BatchItem, nbytes: int) -> None:
+        if self._run is not None:
+            self._end_run()
+        self._batch.append(item)
+        self._batch_bytes += nbytes
+        if len(self._batch) >= BATCH_ITEMS or self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None  # handed over as it is; a new one follows
+            xid, subxid, _ = self._run_key
+            self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+        batch, nbytes = self._batch, self._batch_bytes
+        if not batch:
+            return
+        self._batch, self._batch_bytes = [], 0
         # A bounded queue keeps memory flat; while it is full we still talk
         # to the upstream so it does not time us out.
         while not self.stop_event.is_set():
             try:
-                self.out.put(item, nbytes, timeout=0.5)
+                self.out.put(batch, nbytes, timeout=0.5)
                 return
             except queue.Full:
                 self.send_feedback()
@@ -349,7 +521,7 @@ class StreamReader(threading.Thread):
     def send_feedback(self, reply: bool = False) -> None:
         p = self.progress
         self.connection.send(
-            standby_status_update(p.received_lsn, p.flushed_lsn, p.flushed_lsn, reply=reply)
+            standby_status_update(p.received_lsn, p.flushed_lsn, p.applied_lsn, reply=reply)
         )
         self._last_feedback = time.monotonic()
 
@@ -363,6 +535,7 @@ def _literal(value: str) -> str:
 
 
 __all__ = [
+    "Batch",
     "CreatedSlot",
     "Inbox",
     "InboxItem",
