@@ -8,6 +8,7 @@ PG_FOLLOWER_FAULT_ROUNDS makes it longer.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -47,6 +48,7 @@ class Workload(threading.Thread):
         self.rng = random.Random(rng.random())
         self.stop = threading.Event()
         self.big_now = threading.Event()
+        self.big_update_now = threading.Event()
         self.committed = 0
         self.outages = 0
         self.error: BaseException | None = None
@@ -68,7 +70,13 @@ class Workload(threading.Thread):
         roll = self.rng.random()
         n = self.committed + 1
         with conn.transaction():
-            if self.big_now.is_set() or roll < 0.01:
+            if self.big_update_now.is_set():
+                # many rows changed in one transaction: applied as a set
+                self.big_update_now.clear()
+                cur = conn.execute("UPDATE items SET v = v + 1 WHERE id % 3 = 0")
+                rows = cur.rowcount
+                conn.execute("DELETE FROM items WHERE id % 7 = 0")
+            elif self.big_now.is_set() or roll < 0.01:
                 # big enough to be applied in several COPY batches
                 rows = 20_000 if self.big_now.is_set() else 3_000
                 self.big_now.clear()
@@ -114,6 +122,31 @@ class _Rollback(Exception):
 def _relaunch(pair: Pair) -> None:
     pair.down.execute("SELECT start_follow_worker()")
     wait_until(pair.worker_pid, 20, "a new worker")
+
+
+_BURST_IDS = itertools.count(1)
+
+
+def _burst(dsn: str, transactions: int) -> str:
+    """Many small transactions at once (so the worker groups them); the WAL
+    position after the last. Their ledger entries are negative, one each."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(transactions):
+            with conn.transaction():
+                conn.execute("INSERT INTO items (v, note) VALUES (%s, 'burst')", [i])
+                conn.execute("INSERT INTO ledger VALUES (%s, 1)", [-next(_BURST_IDS)])
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _worker_writing(pair: Pair) -> bool:
+    """Does an apply session of the worker hold a transaction with writes?"""
+    rows = pair.down.rows(
+        "SELECT backend_xid, left(query, 60) FROM pg_stat_activity"
+        " WHERE application_name = 'pg_follower worker'"
+    )
+    return any(xid is not None and "pgfollower." not in q for xid, q in rows)
 
 
 def _window_open(pair: Pair) -> bool:
@@ -204,6 +237,34 @@ def test_random_faults_while_streaming(
         pair.down.cluster.restart("immediate")
         pair.down.reconnect()
 
+    def crash_downstream_after_a_burst() -> None:
+        # Commits downstream do not wait for their WAL flush: a crash right
+        # after some are visible loses them there, so the upstream must not
+        # have been told of them.
+        end = _burst(pair.up.dsn, 300)
+        wait_until(
+            lambda: pair.down.scalar(
+                "SELECT remote_lsn >= %s::pg_lsn FROM pg_replication_origin_status s"
+                " JOIN pgfollower.subscription sub ON sub.origin_name = s.external_id",
+                [end],
+            ),
+            30,
+            "the burst to be applied",
+        )
+        restart_downstream()
+
+    def kill_worker_in_a_group() -> None:
+        burst = threading.Thread(target=_burst, args=(pair.up.dsn, 2000), daemon=True)
+        burst.start()
+        wait_until(lambda: _worker_writing(pair), 30, "the worker to apply a group")
+        kill_worker()
+        burst.join(60)
+
+    def kill_worker_in_a_set_based_apply() -> None:
+        workload.big_update_now.set()
+        wait_until(lambda: _worker_writing(pair), 30, "the worker to apply the big UPDATE")
+        kill_worker()
+
     def restart_upstream() -> None:
         pair.up.cluster.restart("fast")
         pair.up.reconnect()
@@ -222,6 +283,9 @@ def test_random_faults_while_streaming(
         "SIGKILL worker": kill_worker,
         "SIGKILL worker mid-transaction": kill_worker_mid_transaction,
         "restart downstream (immediate)": restart_downstream,
+        "stop downstream (immediate) right after a burst": crash_downstream_after_a_burst,
+        "SIGKILL worker inside a grouped apply": kill_worker_in_a_group,
+        "SIGKILL worker inside a set-based apply": kill_worker_in_a_set_based_apply,
         "restart upstream (fast)": restart_upstream,
         "terminate walsender": terminate_walsender,
     }
