@@ -361,7 +361,7 @@ class PostgresApplier:
         except (psycopg.Error, ApplyError) as exc:
             grouped = self._group_commits + self._in_transaction > 1
             error = exc if isinstance(exc, ApplyError) else self._apply_error(exc)
-            error.grouped = grouped
+            error.retry_now = grouped
             self.rollback()
             if error is exc:
                 raise

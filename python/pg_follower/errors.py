@@ -26,9 +26,10 @@ class ApplyError(FollowerError):
         super().__init__(message)
         self.lsn = lsn
         self.statement = statement
-        # Raised in a downstream transaction holding several upstream ones:
-        # which of them failed is not known yet (retry them one at a time).
-        self.grouped = False
+        # Not reported, but retried at once: raised in a downstream
+        # transaction holding several upstream ones (which failed is not
+        # known yet), or beside a streamed transaction applied while open.
+        self.retry_now = False
 
 
 def first_line(exc: BaseException) -> str:

@@ -25,7 +25,14 @@ from .errors import ApplyError, FollowerError, ProtocolError, UpstreamError, fir
 from .initial_copy import CopyProgress, InitialCopy
 from .parallel_apply import ParallelStream
 from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
-from .stream import Inbox, Progress, ReplicationConnection, StreamReader, worker_conninfo
+from .stream import (
+    BatchItem,
+    Inbox,
+    Progress,
+    ReplicationConnection,
+    StreamReader,
+    worker_conninfo,
+)
 from .streamed import StreamedAbort, StreamedChange
 
 logger = logging.getLogger("pg_follower.pipeline")
@@ -116,7 +123,7 @@ class SubscriptionRunner(threading.Thread):
             try:
                 self._session(backoff)
             except ApplyError as exc:
-                if exc.grouped:
+                if exc.retry_now:
                     # Which of the grouped transactions failed is not known:
                     # apply them one at a time, at once, to find out.
                     if exc.lsn:
@@ -313,24 +320,7 @@ class SubscriptionRunner(threading.Thread):
                     if self.stop_event.is_set():
                         break  # what was applied of a transaction is rolled back
                     left -= 1
-                    if isinstance(entry, StreamedChange | StreamedAbort | SpooledTransaction):
-                        # the main connection commits what it holds first
-                        self._applied(applier, applier.commit_pending(), progress, backoff)
-                    if isinstance(entry, StreamedChange):
-                        parallel.change(entry)
-                        continue
-                    if isinstance(entry, StreamedAbort):
-                        parallel.abort(entry)
-                        continue
-                    committed: Commit | None
-                    if isinstance(entry, SpooledTransaction):
-                        committed = parallel.finish(entry)
-                        if committed is None:
-                            committed = apply_spooled(entry, applier.apply, self.stop_event)
-                        commits = 1
-                    else:
-                        committed = applier.apply(entry)
-                        commits = applier.committed_commits
+                    committed, commits = self._apply(entry, applier, parallel, progress, backoff)
                     if committed is not None:
                         self._applied(applier, committed, progress, backoff, commits)
                         if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
@@ -344,13 +334,40 @@ class SubscriptionRunner(threading.Thread):
             # to the spool.
             self.no_parallel.add(parallel.xid)
             error = exc if isinstance(exc, ApplyError) else ApplyError(first_line(exc))
-            error.grouped = True
+            error.retry_now = True
             raise error from exc
         finally:
             stop.set()
             reader.join(timeout=5)
             parallel.close()
             spool.close()
+
+    def _apply(
+        self,
+        entry: BatchItem,
+        applier: PostgresApplier,
+        parallel: ParallelStream,
+        progress: Progress,
+        backoff: Backoff,
+    ) -> tuple[Commit | None, int]:
+        """Apply one item of a batch; the Commit of what it committed, and how many
+        upstream transactions that was."""
+        if isinstance(entry, StreamedChange | StreamedAbort | SpooledTransaction):
+            # the main connection commits what it holds first
+            self._applied(applier, applier.commit_pending(), progress, backoff)
+        if isinstance(entry, StreamedChange):
+            parallel.change(entry)
+            return None, 0
+        if isinstance(entry, StreamedAbort):
+            parallel.abort(entry)
+            return None, 0
+        if isinstance(entry, SpooledTransaction):
+            committed = parallel.finish(entry)
+            if committed is None:
+                committed = apply_spooled(entry, applier.apply, self.stop_event)
+            return committed, 1
+        committed = applier.apply(entry)
+        return committed, applier.committed_commits
 
     def _applied(
         self,

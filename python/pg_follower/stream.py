@@ -536,6 +536,7 @@ def _literal(value: str) -> str:
 
 __all__ = [
     "Batch",
+    "BatchItem",
     "CreatedSlot",
     "Inbox",
     "InboxItem",
