@@ -857,20 +857,22 @@ class PostgresApplier:
         statement = row.get("statement") or ""
         role = row.get("role_name") or ""
         self._statement = statement
+        if role != self._worker_role:
+            self._check_role(role, row.get("tag"), lsn, statement)
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_catalog.current_setting('search_path')")
             found = cur.fetchone()
             saved = found[0] if found else ""
+            # The role first: the worker never runs a query under a search_path
+            # another role chose (its own functions or operators could shadow).
+            self._set_role(None if role == self._worker_role else role)
             cur.execute(
                 "SELECT pg_catalog.set_config('search_path', %s, true)",
                 [row.get("search_path") or ""],
             )
-            if role != self._worker_role:
-                self._check_role(role, row.get("tag"), lsn, statement)
-                self._set_role(role)
             cur.execute(statement.encode())
-            self._reset_role()
             cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved])
+            self._reset_role()
         self._forget_catalog()
         logger.info("applied %s %s as %s", row.get("tag"), row.get("identity"), role)
 
