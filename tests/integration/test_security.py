@@ -438,3 +438,78 @@ def test_an_upstream_role_with_only_replication_and_select_can_be_followed(pair:
     assert not pair.up.scalar(
         "SELECT count(*) FROM pg_publication WHERE pubname = 'pg_follower_py'"
     )
+
+
+def test_the_initial_copy_keeps_owners_and_copies_as_the_owner(pair: Pair) -> None:
+    mallory = _role(pair, "mallory")
+    _grant_create(pair, mallory)
+    pair.up.execute("CREATE TABLE secret (v text)")  # copied, with no grant to others
+    pair.up.execute("INSERT INTO secret VALUES ('the crown jewels')")
+    with _as(pair.up, mallory) as conn:
+        for statement in _escalation_kit(mallory)[:3]:
+            conn.execute(statement)
+        conn.execute(
+            "CREATE FUNCTION m_check(v text) RETURNS boolean LANGUAGE sql"
+            " AS $$ SELECT public.m_grab('check') IS NOT NULL $$"
+        )
+        # a CHECK runs while COPY writes the rows downstream
+        conn.execute("CREATE TABLE m_t (id int PRIMARY KEY, v text CHECK (public.m_check(v)))")
+        conn.execute("INSERT INTO m_t VALUES (1, 'one')")
+        conn.execute("DELETE FROM m_log")
+    pair.down.execute("SELECT start_follow(%s, 'default', true)", [pair.up.dsn])
+    wait_until(lambda: pair.status().get("state") == "streaming", 60, lambda: str(pair.status()))
+    assert not _superuser(pair.down, mallory)
+    assert pair.down.rows("SELECT id, v FROM m_t") == [(1, "one")]
+    assert pair.down.rows("SELECT DISTINCT what, who, got FROM m_log") == [
+        ("check", mallory, "denied")
+    ]
+    owned = (
+        "SELECT p.proname::text, pg_get_userbyid(p.proowner) FROM pg_proc p"
+        " WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'm\\_%%'"
+        " UNION ALL SELECT relname::text, pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE relname LIKE 'm\\_%%' ORDER BY 1"
+    )
+    assert pair.down.rows(owned) == pair.up.rows(owned)
+    assert {owner for _name, owner in pair.down.rows(owned)} == {mallory}
+
+
+# -- ordering ------------------------------------------------------------------
+
+
+def test_queued_ddl_keeps_its_place_among_rows_in_subtransactions(pair: Pair) -> None:
+    """DDL rows travel in the row stream: decoding merges subtransactions by
+    LSN, so each statement stays between the rows written before and after it."""
+    pair.up.execute("CREATE TABLE t (id int PRIMARY KEY, a int)")
+    pair.down.execute("CREATE TABLE t (id int PRIMARY KEY, a int)")
+    pair.follow()
+    with pair.up.conn.transaction():
+        up = pair.up
+        up.execute("INSERT INTO t VALUES (1, 1)")
+        up.execute("SAVEPOINT s1")
+        up.execute("ALTER TABLE t ADD COLUMN b int DEFAULT 7")
+        up.execute("INSERT INTO t VALUES (2, 2, 20)")
+        up.execute("RELEASE SAVEPOINT s1")
+        up.execute("INSERT INTO t VALUES (3, 3, 30)")
+        up.execute("SAVEPOINT s2")
+        up.execute("ALTER TABLE t ADD COLUMN c int")
+        up.execute("INSERT INTO t VALUES (4, 4, 40, 400)")
+        up.execute("ROLLBACK TO SAVEPOINT s2")
+        up.execute("SAVEPOINT s3")
+        up.execute("ALTER TABLE t RENAME COLUMN a TO a2")
+        up.execute("UPDATE t SET a2 = a2 * 10 WHERE id = 1")
+        up.execute("SAVEPOINT s4")
+        up.execute("CREATE TABLE u (id int PRIMARY KEY, t_id int REFERENCES t)")
+        up.execute("INSERT INTO u VALUES (1, 3)")
+        up.execute("RELEASE SAVEPOINT s4")
+        up.execute("RELEASE SAVEPOINT s3")
+        up.execute("INSERT INTO t (id, a2) VALUES (5, 5)")
+    pair.caught_up()
+    for query in ("SELECT * FROM t ORDER BY id", "SELECT * FROM u ORDER BY id"):
+        assert pair.down.rows(query) == pair.up.rows(query)
+    assert pair.down.rows("SELECT id, a2, b FROM t ORDER BY id") == [
+        (1, 10, 7),
+        (2, 2, 20),
+        (3, 3, 30),
+        (5, 5, 7),
+    ]
+    _healthy(pair)
