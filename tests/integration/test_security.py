@@ -168,8 +168,9 @@ def test_the_queue_and_its_writers_are_closed(pair: Pair) -> None:
 
 def test_user_code_calling_the_writer_during_its_own_ddl_queues_nothing(pair: Pair) -> None:
     """A function run by a DDL (an index expression) sees an event trigger
-    state and may call the writer: it is told the DDL is nested, and may not
-    name a role its session cannot become."""
+    state and may call the writer: the writer sees no trigger frame, tells the
+    deparser the DDL is nested, and nothing is queued (were anything, the role
+    it names would have to be one its session can become)."""
     mallory = _role(pair, "mallory")
     _grant_create(pair, mallory)
     sneak = f"""
