@@ -1,6 +1,7 @@
 -- DDL capture on the upstream. PL/Python cannot be an event-trigger function
 -- and cannot read pg_event_trigger_ddl_commands().command, so thin PL/pgSQL
--- triggers hand the text and object identities to these functions.
+-- triggers call PL/pgSQL writers, which hand the text and object identities
+-- to the PL/Python deparser and queue its statements in pgfollower.ddl_queue.
 
 -- True when DDL here must be captured: logical WAL and a slot of ours on
 -- this database. Elsewhere (a downstream, an unfollowed database) DDL runs
@@ -25,14 +26,35 @@ AS $$
       FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS t(s, o)
 $$;
 
+-- The DDL to replay downstream. Only the SECURITY DEFINER writers below can
+-- add rows (PUBLIC has no privilege on the table); a row travels in the row
+-- stream (the publication is FOR ALL TABLES) at exactly its place in the
+-- transaction, and the worker replays nothing else: a logical message any
+-- role can emit is never executed. Each row is deleted right after it is
+-- inserted, so the table stays empty; the worker ignores the Delete, and the
+-- initial copy skips the schema.
+CREATE TABLE pgfollower.ddl_queue (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    v           integer NOT NULL,  -- the format version, ddl.FORMAT_VERSION
+    kind        text NOT NULL,
+    tag         text NOT NULL,
+    identity    text NOT NULL,
+    search_path text NOT NULL,
+    role_name   text NOT NULL,     -- current_user of the DDL: replayed as that role
+    statement   text NOT NULL
+);
+REVOKE ALL ON pgfollower.ddl_queue FROM PUBLIC;
+
+-- Deparse one DDL command into the statements that replay it (JSON texts).
+-- Pure functions of their arguments plus catalog reads; not for PUBLIC: only
+-- the writers below call them, with what the event trigger reported.
 CREATE FUNCTION pgfollower.capture_ddl(p_tag text, p_query text, p_commands text,
                                        p_search_path text, p_nested boolean,
                                        p_standard_strings boolean) RETURNS text[]
 LANGUAGE plpython3u
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-# Deparse one DDL command into the logical messages that replay it.
+# Deparse one DDL command into the statements that replay it.
 import sys
 if "@PYDIR@" not in sys.path:
     sys.path.insert(0, "@PYDIR@")
@@ -45,10 +67,9 @@ CREATE FUNCTION pgfollower.capture_drop(p_tag text, p_query text, p_dropped text
                                         p_search_path text, p_nested boolean,
                                         p_standard_strings boolean) RETURNS text[]
 LANGUAGE plpython3u
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-# The logical messages that replay the DROP of what a command dropped.
+# The statements that replay the DROP of what a command dropped.
 import sys
 if "@PYDIR@" not in sys.path:
     sys.path.insert(0, "@PYDIR@")
@@ -61,81 +82,141 @@ REVOKE ALL ON FUNCTION pgfollower.capture_ddl(text, text, text, text, boolean, b
 REVOKE ALL ON FUNCTION pgfollower.capture_drop(text, text, text, text, boolean, boolean)
     FROM PUBLIC;
 
--- Write the messages into the WAL of the DDL's own (sub)transaction. Not from
--- PL/Python: plpy.execute runs in a subtransaction of its own, and at commit
--- logical decoding merges subtransactions by LSN, where a message (queued at
--- its end LSN) ties with the record that follows it and may come out after
--- it. The padding message takes that tie, so the DDL always precedes the DML
--- that follows it; the worker ignores it.
-CREATE FUNCTION pgfollower.emit(p_messages text[]) RETURNS void
+-- Insert the statements to replay, then delete them at once: the WAL keeps
+-- the Insert for the row stream, the table stays empty. p_role comes from the
+-- (non-definer) trigger, where current_user is the DDL's role: a caller can
+-- only name a role its session could SET ROLE to anyway.
+CREATE FUNCTION pgfollower.enqueue(p_messages text[], p_role text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_ids bigint[];
 BEGIN
-    -- one transactional message per DDL statement to replay, then the pad
+    -- one row per statement, in order
     IF p_messages IS NULL OR cardinality(p_messages) = 0 THEN
         RETURN;
     END IF;
-    PERFORM pg_logical_emit_message(true, 'pg_follower_py', m) FROM unnest(p_messages) AS m;
-    PERFORM pg_logical_emit_message(true, 'pg_follower_py.pad', '');
+    IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role)
+       OR NOT pg_has_role(session_user, p_role, 'MEMBER') THEN
+        RAISE EXCEPTION 'pg_follower_py: cannot queue DDL as role %: this session cannot act as it',
+                        quote_ident(coalesce(p_role, ''))
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    WITH ins AS (
+        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement)
+        SELECT (m ->> 'v')::integer, m ->> 'kind', m ->> 'tag', m ->> 'identity',
+               m ->> 'search_path', p_role, m ->> 'sql'
+          FROM unnest(p_messages) WITH ORDINALITY AS u(t, n), LATERAL (SELECT u.t::jsonb AS m) j
+         ORDER BY u.n
+        RETURNING id)
+    SELECT array_agg(id) INTO v_ids FROM ins;
+    DELETE FROM pgfollower.ddl_queue WHERE id = ANY (v_ids);
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.enqueue(text[], text) FROM PUBLIC;
+
+-- Whether a writer's PG_CONTEXT (innermost frame first) shows it was not
+-- called right under a top-level DDL's event trigger: the trigger's frame
+-- (p_trigger) is missing (a call from user code) or not the outermost one
+-- (the DDL ran inside a function or a DO block).
+CREATE FUNCTION pgfollower.called_nested(p_context text, p_trigger text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(min(n) < max(cardinality(l.lines)), true)
+      FROM (SELECT string_to_array(p_context, chr(10)) AS lines) l,
+           unnest(l.lines) WITH ORDINALITY AS u(line, n)
+     WHERE u.line LIKE 'PL/pgSQL function ' || p_trigger || '() line % at PERFORM'
+$$;
+
+-- The writers the event triggers call (any role's DDL fires them, so PUBLIC
+-- may execute them). They read the event trigger's own report, which raises
+-- outside an event trigger, and the client's query text themselves: a caller
+-- cannot hand them SQL to queue, and the role they are given is checked in
+-- enqueue(). Called from anywhere but the trigger of a top-level DDL, the
+-- deparser is told the DDL is nested and refuses anything from the query.
+CREATE FUNCTION pgfollower.queue_ddl(p_tag text, p_role text, p_search_path text,
+                                     p_standard_strings boolean) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_commands text;
+    v_context text;
+BEGIN
+    -- queue what this ddl_command_end firing replays downstream
+    SELECT coalesce(json_agg(json_build_object(
+               'command_tag', command_tag, 'object_type', object_type,
+               'schema_name', schema_name, 'object_identity', object_identity,
+               'in_extension', in_extension)), '[]')::text
+      INTO v_commands
+      FROM pg_event_trigger_ddl_commands();
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    PERFORM pgfollower.enqueue(pgfollower.capture_ddl(
+        p_tag, current_query(), v_commands, p_search_path,
+        pgfollower.called_nested(v_context, 'pgfollower.on\_ddl\_command\_end'),
+        p_standard_strings), p_role);
+END
+$$;
+
+CREATE FUNCTION pgfollower.queue_drop(p_tag text, p_role text, p_search_path text,
+                                      p_standard_strings boolean) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_dropped text;
+    v_context text;
+BEGIN
+    -- queue the DROP this sql_drop firing replays downstream
+    SELECT coalesce(json_agg(json_build_object(
+               'object_type', object_type, 'schema_name', schema_name,
+               'object_name', object_name, 'object_identity', object_identity,
+               'original', original, 'is_temporary', is_temporary)), '[]')::text
+      INTO v_dropped
+      FROM pg_event_trigger_dropped_objects();
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    PERFORM pgfollower.enqueue(pgfollower.capture_drop(
+        p_tag, current_query(), v_dropped, p_search_path,
+        pgfollower.called_nested(v_context, 'pgfollower.on\_sql\_drop'),
+        p_standard_strings), p_role);
 END
 $$;
 
 CREATE FUNCTION pgfollower.on_ddl_command_end() RETURNS event_trigger
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    v_commands text;
-    v_context text;
 BEGIN
-    -- hand the command text and object identities to PL/Python
-    IF pg_catalog.current_setting('pg_follower_py.internal_ddl', true) = 'on' THEN
+    -- queue the DDL for the followers, as the role that ran it
+    IF pg_catalog.current_setting('pg_follower_py.internal_ddl', true) OPERATOR(pg_catalog.=) 'on' THEN
         RETURN;  -- our own ALTER TABLE ... REPLICA IDENTITY, already covered
     END IF;
     PERFORM pgfollower.ensure_replica_identity(objid)
        FROM pg_catalog.pg_event_trigger_ddl_commands()
-      WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND object_type = 'table' AND NOT in_extension;
+      WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+        AND object_type OPERATOR(pg_catalog.=) 'table' AND NOT in_extension;
     IF NOT pgfollower.is_followed() THEN
         RETURN;
     END IF;
-    SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
-               'command_tag', command_tag, 'object_type', object_type,
-               'schema_name', schema_name, 'object_identity', object_identity,
-               'in_extension', in_extension)), '[]')::text
-      INTO v_commands
-      FROM pg_catalog.pg_event_trigger_ddl_commands();
-    -- More than one context line: the DDL ran inside a function or DO block,
-    -- so the client's query text is not the statement that ran.
-    GET DIAGNOSTICS v_context = PG_CONTEXT;
-    PERFORM pgfollower.emit(pgfollower.capture_ddl(
-        tg_tag, pg_catalog.current_query(), v_commands, pgfollower.effective_search_path(),
-        pg_catalog.strpos(v_context, pg_catalog.chr(10)) > 0,
-        pg_catalog.current_setting('standard_conforming_strings') = 'on'));
+    -- current_user here is the DDL's role (inside the writer it is the definer)
+    PERFORM pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(),
+        pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
 END
 $$;
 
 CREATE FUNCTION pgfollower.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    v_dropped text;
-    v_context text;
 BEGIN
-    -- hand the dropped objects' identities to PL/Python
+    -- queue the DROP for the followers, as the role that ran it
     IF NOT pgfollower.is_followed() THEN
         RETURN;
     END IF;
-    SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
-               'object_type', object_type, 'schema_name', schema_name,
-               'object_name', object_name, 'object_identity', object_identity,
-               'original', original, 'is_temporary', is_temporary)), '[]')::text
-      INTO v_dropped
-      FROM pg_catalog.pg_event_trigger_dropped_objects();
-    GET DIAGNOSTICS v_context = PG_CONTEXT;
-    PERFORM pgfollower.emit(pgfollower.capture_drop(
-        tg_tag, pg_catalog.current_query(), v_dropped, pgfollower.effective_search_path(),
-        pg_catalog.strpos(v_context, pg_catalog.chr(10)) > 0,
-        pg_catalog.current_setting('standard_conforming_strings') = 'on'));
+    PERFORM pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(),
+        pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
 END
 $$;
 

@@ -22,3 +22,27 @@ $$;
 REVOKE ALL ON FUNCTION pgfollower.ensure_publication() FROM PUBLIC;
 COMMENT ON FUNCTION pgfollower.ensure_publication() IS
     'Upstream side: publish all tables for pg_follower_py (called by the worker)';
+
+-- The publication goes with the last pg_follower_py slot of this database:
+-- the slot-drop helper calls this, so its role needs only EXECUTE here (the
+-- publication belongs to the extension's owner).
+CREATE FUNCTION pgfollower.drop_publication() RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- drop the publication unless a slot of ours still uses it; true if dropped
+    IF EXISTS (SELECT 1 FROM pg_replication_slots
+                WHERE database = current_database() AND plugin = 'pgoutput'
+                  AND slot_name LIKE 'pgf\_%')
+       OR NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py') THEN
+        RETURN false;
+    END IF;
+    DROP PUBLICATION pg_follower_py;
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.drop_publication() FROM PUBLIC;
+COMMENT ON FUNCTION pgfollower.drop_publication() IS
+    'Upstream side: drop the pg_follower_py publication once no follower slot is left (called by the slot-drop helper)';

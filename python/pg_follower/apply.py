@@ -4,11 +4,16 @@ Each upstream transaction becomes one downstream transaction, run with
 ``session_replication_role = replica``; its commit records the upstream
 position in a replication origin, so progress and data commit atomically and
 a restarted worker resumes exactly after the last applied transaction.
+
+Nobody gains rights through the applier: DDL is replayed only from rows of
+``pgfollower.ddl_queue`` (which only the extension's capture can write), as
+the role that ran it upstream; a table's row changes run as its owner when
+that owner is neither a superuser nor the worker's role, so REPLICA/ALWAYS
+triggers, defaults and expressions run with the owner's rights.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -44,8 +49,10 @@ from .errors import ApplyError, ProtocolError, first_line
 
 logger = logging.getLogger("pg_follower.apply")
 
-# The extension's own tables are published like any other; never apply them.
+# The extension's own tables are published like any other; never apply them,
+# except the DDL queue, whose Inserts are replayed.
 INTERNAL_SCHEMA = "pgfollower"
+DDL_QUEUE = "ddl_queue"
 COPY_BATCH_ROWS = 5000
 COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays bounded
 # A run of upstream transactions already queued is applied as one downstream
@@ -184,6 +191,11 @@ class Target:
     copy_sql: str = ""
     statements: dict[tuple[Any, ...], str] | None = None
     info: TableInfo | None = None  # looked up at the first UPDATE, DELETE or TRUNCATE
+    ddl_queue: bool = False  # pgfollower.ddl_queue: its Inserts are DDL to replay
+    # The role to apply this table's changes as (its owner), None for the
+    # worker's own; looked up at the first change, until DDL.
+    owner: str | None = None
+    owner_known: bool = False
 
 
 def _text(value: Value) -> str | None:
@@ -252,6 +264,8 @@ class PostgresApplier:
         self._copy_target: Target | None = None
         self._statement = ""
         self._types: dict[int, TypeMatch] = {}
+        self._worker_role = ""  # current_user of the session, read by setup()
+        self._role: str | None = None  # the SET LOCAL ROLE in force, None: the worker's
         self._handlers: dict[type, Callable[[Any], None]] = {
             Begin: self._on_begin,
             Commit: self._on_commit,
@@ -292,6 +306,9 @@ class PostgresApplier:
             # their WAL flush; the upstream hears only of what is flushed
             # (durable_position), so a crash here loses nothing upstream.
             cur.execute("SET synchronous_commit = off")
+            cur.execute("SELECT current_user::text")
+            role = cur.fetchone()
+            self._worker_role = str(role[0]) if role else ""
         self.conn.commit()
 
     def take_origin(self) -> None:
@@ -398,6 +415,7 @@ class PostgresApplier:
         self._in_transaction = False
         self._skipping = False
         self._reset_group()
+        self._role = None  # SET LOCAL ends with the transaction
         if not self.conn.closed:
             self.conn.rollback()
 
@@ -412,6 +430,7 @@ class PostgresApplier:
         for target in self.targets.values():
             target.info = None
             target.statements = {}
+            target.owner_known = False
 
     def _apply_error(self, exc: psycopg.Error) -> ApplyError:
         begin = self._begin
@@ -457,6 +476,7 @@ class PostgresApplier:
             # Moving past a skipped transaction forgets the request in the
             # same downstream commit.
             self._skip_requested = False
+            self._reset_role()  # a write of the worker's own
             self.conn.execute(
                 "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
             )
@@ -491,6 +511,7 @@ class PostgresApplier:
         last = self._group_last
         assert last is not None
         self._flush_copy()
+        self._reset_role()  # the origin functions need the worker's rights
         # Origin position and COMMIT in one round trip (simple query protocol).
         self._statement = "SELECT pg_replication_origin_xact_setup(...); COMMIT"
         lsn = lsn_to_str(last.end_lsn)
@@ -498,6 +519,7 @@ class PostgresApplier:
         self.conn.execute(
             f"SELECT pg_catalog.pg_replication_origin_xact_setup('{lsn}', '{at}'); COMMIT".encode()
         )
+        self._role = None
         self._statement = ""
         self.committed_commits = self._group_commits
         self._committed = last
@@ -511,6 +533,7 @@ class PostgresApplier:
             table=sql.Identifier(namespace, m.name),
             skip=namespace == INTERNAL_SCHEMA,
             statements={},
+            ddl_queue=namespace == INTERNAL_SCHEMA and m.name == DDL_QUEUE,
         )
 
     def _target(self, relation_id: int) -> Target:
@@ -525,6 +548,9 @@ class PostgresApplier:
     # -- rows --------------------------------------------------------------------
     def _on_insert(self, m: Insert) -> None:
         target = self._target(m.relation_id)
+        if target.ddl_queue:
+            self._replay_ddl_row(target, m)
+            return
         if target.skip:
             return
         if self._copy_target is not target:
@@ -559,6 +585,7 @@ class PostgresApplier:
             target.copy_sql = self._render(
                 sql.SQL("COPY {} ({}) FROM STDIN").format(target.table, columns)
             )
+        self._run_as_owner(target)
         self._statement = target.copy_sql
         with self.conn.cursor() as cur, cur.copy(target.copy_sql) as copy:
             copy.write(b"".join(rows))
@@ -571,6 +598,7 @@ class PostgresApplier:
         if target.skip:
             return
         self._flush_copy()
+        self._run_as_owner(target)
         info = self._table_info(target)
         columns = target.relation.columns
         where, where_vals = self._identity(target, info, m.old, m.old_kind, m.new)
@@ -617,6 +645,7 @@ class PostgresApplier:
         if target.skip:
             return
         self._flush_copy()
+        self._run_as_owner(target)
         if m.old is None:
             raise ProtocolError(f"DELETE on {target.relation.name} without an old tuple")
         info = self._table_info(target)
@@ -903,39 +932,143 @@ class PostgresApplier:
         if m.cascade:
             parts.append(sql.SQL(" CASCADE"))
         self._statement = self._render(sql.Composed(parts))
+        self._run_as_owners(targets)
         self.conn.execute(self._statement)
 
-    # -- DDL -----------------------------------------------------------------------
-    def _on_message(self, m: LogicalMessage) -> None:
-        if m.prefix != MESSAGE_PREFIX or not m.transactional:
+    # -- whose rights ---------------------------------------------------------------
+    def _owner(self, target: Target) -> str | None:
+        """The role to apply ``target``'s changes as: its owner, unless that is a
+        superuser or the worker's own role (then None: no switch, no cost)."""
+        if target.owner_known:
+            return target.owner
+        rel = target.relation
+        row = self.conn.execute(
+            "SELECT r.rolname::text, r.rolsuper FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_roles r ON r.oid = c.relowner"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            [rel.namespace or "pg_catalog", rel.name],
+        ).fetchone()
+        owner = str(row[0]) if row else None
+        trusted = row is None or bool(row[1]) or owner == self._worker_role
+        target.owner = None if trusted else owner
+        target.owner_known = True
+        return target.owner
+
+    def _set_role(self, role: str | None) -> None:
+        """SET LOCAL ROLE to ``role`` (None: back to the worker's), if not in force."""
+        if role == self._role:
             return
-        self._flush_copy()
-        try:
-            ddl = json.loads(m.content)
-        except ValueError as exc:
-            raise ProtocolError(f"undecodable DDL message at {lsn_to_str(m.lsn)}: {exc}") from exc
-        version = ddl.get("v")
-        if version != DDL_FORMAT_VERSION:
+        self.conn.execute(
+            "SELECT pg_catalog.set_config('role', %s, true)", [role if role else "none"]
+        )
+        self._role = role
+
+    def _reset_role(self) -> None:
+        self._set_role(None)
+
+    def _run_as_owner(self, target: Target) -> None:
+        """Before a statement on ``target``: its owner's rights (as PostgreSQL 16's
+        apply worker), so user code it runs cannot use the worker's."""
+        self._set_role(self._owner(target))
+
+    def _run_as_owners(self, targets: Sequence[Target]) -> None:
+        """Before one TRUNCATE of several tables: their one owner; with several
+        owners it runs as the worker, which is refused when it would fire a
+        trigger of theirs (ENABLE ALWAYS or REPLICA ... ON TRUNCATE)."""
+        owners = {o for o in (self._owner(t) for t in targets) if o is not None}
+        if len(owners) <= 1:
+            self._set_role(owners.pop() if owners else None)
+            return
+        self._reset_role()
+        names = [self._render(t.table) for t in targets]
+        fired = self.conn.execute(
+            "SELECT DISTINCT tgrelid::pg_catalog.regclass::text FROM pg_catalog.pg_trigger"
+            " WHERE tgrelid = ANY (%s::pg_catalog.regclass[]) AND tgenabled IN ('A', 'R')"
+            " AND (tgtype::integer & 32) <> 0",  # TRIGGER_TYPE_TRUNCATE
+            [names],
+        ).fetchall()
+        if fired:
             raise ApplyError(
-                f"DDL message format {version!r} is not understood by this worker"
-                f" (it reads {DDL_FORMAT_VERSION}): upgrade pg_follower_py on the downstream",
-                # the transaction's commit LSN, as for any apply error (skip_transaction)
-                lsn=lsn_to_str(self._begin.final_lsn if self._begin else m.lsn),
+                f"TRUNCATE of tables owned by {', '.join(sorted(owners))} would fire the"
+                f" ON TRUNCATE trigger of {', '.join(str(r[0]) for r in fired)} with the"
+                " worker's rights: truncate these tables one owner at a time upstream, or"
+                " skip this transaction with skip_transaction()",
+                lsn=lsn_to_str(self._begin.final_lsn) if self._begin else None,
+                statement=self._statement,
             )
-        statement = str(ddl["sql"])
+
+    # -- DDL -----------------------------------------------------------------------
+    def _replay_ddl_row(self, target: Target, m: Insert) -> None:
+        """Replay one row of pgfollower.ddl_queue (written only by the upstream's
+        capture), under the upstream's search_path and as the role that ran it."""
+        self._flush_copy()
+        self._reset_role()
+        lsn = lsn_to_str(self._begin.final_lsn) if self._begin else None
+        row = {c.name: _text(v) for c, v in zip(target.relation.columns, m.new, strict=True)}
+        version = row.get("v")
+        if version != str(DDL_FORMAT_VERSION):
+            raise ApplyError(
+                f"DDL record format {version!r} is not understood by this worker"
+                f" (it reads {DDL_FORMAT_VERSION}): install the same pg_follower_py on both"
+                " nodes",
+                lsn=lsn,  # the transaction's commit LSN, as for any apply error
+            )
+        statement = row.get("statement") or ""
+        role = row.get("role_name") or ""
         self._statement = statement
+        if role != self._worker_role:
+            self._check_role(role, row.get("tag"), lsn, statement)
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_catalog.current_setting('search_path')")
-            row = cur.fetchone()
-            saved = row[0] if row else ""
+            found = cur.fetchone()
+            saved = found[0] if found else ""
+            # The role first: the worker never runs a query under a search_path
+            # another role chose (its own functions or operators could shadow).
+            self._set_role(None if role == self._worker_role else role)
             cur.execute(
                 "SELECT pg_catalog.set_config('search_path', %s, true)",
-                [str(ddl.get("search_path", ""))],
+                [row.get("search_path") or ""],
             )
             cur.execute(statement.encode())
             cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved])
+            self._reset_role()
         self._forget_catalog()
-        logger.info("applied %s %s", ddl.get("tag"), ddl.get("identity"))
+        logger.info("applied %s %s as %s", row.get("tag"), row.get("identity"), role)
+
+    def _check_role(self, role: str, tag: str | None, lsn: str | None, statement: str) -> None:
+        """The DDL's role must exist downstream: an apply error naming it otherwise."""
+        if self.conn.execute(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", [role]
+        ).fetchone():
+            return
+        quoted = sql.Identifier(role).as_string(self.conn)
+        raise ApplyError(
+            f"the upstream ran this {tag or 'DDL'} as role {quoted}, which does not exist"
+            f" downstream: create it there (CREATE ROLE {quoted}, with the grants it has"
+            " upstream); the worker retries",
+            lsn=lsn,
+            statement=statement,
+        )
+
+    def _on_message(self, m: LogicalMessage) -> None:
+        """Never executed: any upstream role can emit a logical message."""
+        prefix = m.prefix or ""
+        if prefix != MESSAGE_PREFIX and not prefix.startswith(MESSAGE_PREFIX + "."):
+            return
+        # A warning, not an apply error: an error would let any LOGIN role
+        # halt replication with one pg_logical_emit_message() call.
+        where = (
+            f"the upstream transaction committed at {lsn_to_str(self._begin.final_lsn)}"
+            if m.transactional and self._begin
+            else f"a non-transactional message at {lsn_to_str(m.lsn)}"
+        )
+        logger.warning(
+            "ignored a logical message with prefix %r in %s: pg_follower_py replays DDL only"
+            " from its capture trigger (pgfollower.ddl_queue), never from messages",
+            prefix,
+            where,
+        )
 
 
 def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:

@@ -1,6 +1,8 @@
-"""Classify upstream DDL and deparse it into versioned messages the worker replays.
+"""Classify upstream DDL and deparse it into versioned records the worker replays.
 
-Each message is a JSON-able dict (the caller does ``json.dumps``):
+Each record is a JSON-able dict (the caller does ``json.dumps``); the upstream's
+writer (sql/30_capture.sql) stores it as one row of ``pgfollower.ddl_queue``, with
+the role that ran the DDL:
 
 - ``v``: the format version, ``FORMAT_VERSION``.
 - ``kind``: what to replay, ``"create_table"`` or ``"drop_table"``.
@@ -10,9 +12,10 @@ Each message is a JSON-able dict (the caller does ``json.dumps``):
 - ``search_path``: the upstream's effective search path, a SQL list of quoted identifiers.
 - ``sql``: the statement to replay, with no trailing semicolon.
 
-The worker replays a message as ``SET LOCAL search_path TO <search_path>`` and then
-``sql``, with standard_conforming_strings on. Upstream, the statement is taken from the
-client's query text; if it cannot be replicated exactly, ``Unsupported`` is raised.
+The worker replays a row as ``SET LOCAL search_path TO <search_path>``, ``SET LOCAL
+ROLE <role>`` and then ``sql``, with standard_conforming_strings on. Upstream, the
+statement is taken from the client's query text; if it cannot be replicated exactly,
+``Unsupported`` is raised.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ __all__ = [
     "statement_tag",
 ]
 
-FORMAT_VERSION = 1
+# 2: rows of pgfollower.ddl_queue with the DDL's role (1: logical messages, no role)
+FORMAT_VERSION = 2
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
 NAMEDATALEN = 64

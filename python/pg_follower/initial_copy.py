@@ -56,9 +56,11 @@ _NOT_AN_EXTENSION_MEMBER = (
 _ALREADY_EXISTS = frozenset(
     {"42P07", "42710", "42P06", "42723"}
 )  # relation, object, schema, function
+# Owners are kept (ALTER ... OWNER TO): an object an ordinary role made
+# upstream must not become the worker's downstream (a SECURITY DEFINER
+# function would then run as the worker).
 DUMP_OPTIONS = (
     "--schema-only",
-    "--no-owner",
     "--no-privileges",
     "--no-tablespaces",
     "--no-publications",
@@ -243,6 +245,11 @@ class InitialCopy:
                             "; the downstream must not have the upstream's objects before"
                             " the copy: drop them, or follow with copy_data => false"
                         )
+                    elif exc.sqlstate == "42704" and " OWNER TO " in statement:
+                        message += (
+                            "; the upstream's roles must exist downstream: create them"
+                            " (CREATE ROLE ...), then the worker retries"
+                        )
                     raise ApplyError(message, statement=statement) from exc
 
     def _copy_rows(self, up: psycopg.Connection[Any], tables: list[TableToCopy]) -> None:
@@ -294,6 +301,10 @@ class InitialCopy:
         query = _copy_sql("COPY {} ({}) FROM STDIN", table)
         logger.info("initial copy: %s (about %d rows)", table.label, table.estimated_rows)
         try:
+            # triggers and CHECK expressions run as the table's owner, as in the stream
+            owner = self._owner(table)
+            if owner:
+                self._set_role(owner)
             with self.down.cursor() as cur, cur.copy(query) as copy:
                 while True:
                     if self.stopping():
@@ -313,12 +324,29 @@ class InitialCopy:
                         raise item
                     copy.write(item)
                     self.progress.rows_copied += item.count(b"\n")
+            if owner:
+                self._set_role(None)
         except psycopg.Error as exc:
             raise ApplyError(
                 f"initial copy of {table.label}: {first_line(exc)}"
                 f" (SQLSTATE {exc.sqlstate or '?'})",
                 statement=query.as_string(self.down),
             ) from exc
+
+    def _owner(self, table: TableToCopy) -> str | None:
+        """The downstream table's owner, unless it is a superuser or the worker."""
+        row = self.down.execute(
+            "SELECT r.rolname::text FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_catalog.pg_roles r ON r.oid = c.relowner"
+            " WHERE n.nspname = %s AND c.relname = %s"
+            " AND NOT r.rolsuper AND r.rolname <> current_user",
+            [table.schema, table.name],
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def _set_role(self, role: str | None) -> None:
+        self.down.execute("SELECT pg_catalog.set_config('role', %s, true)", [role or "none"])
 
     def _set_sequences(self, sequences: list[SequenceValue]) -> None:
         with self.down.cursor() as cur:

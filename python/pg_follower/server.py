@@ -361,7 +361,7 @@ def capture_ddl(
     nested: bool,
     standard_strings: bool,
 ) -> list[str]:
-    """The messages (JSON) that replay one ddl_command_end firing; PL/pgSQL emits them."""
+    """The records (JSON) that replay one ddl_command_end firing; PL/pgSQL queues them."""
     commands = [ddl.Command(**c) for c in json.loads(commands_json)]
     try:
         messages = ddl.capture_command(
@@ -466,7 +466,7 @@ def capture_drop(
     nested: bool,
     standard_strings: bool,
 ) -> list[str]:
-    """The messages (JSON) that replay the DROP an sql_drop firing reports."""
+    """The records (JSON) that replay the DROP an sql_drop firing reports."""
     dropped = [ddl.DroppedObject(**d) for d in json.loads(dropped_json)]
     try:
         messages = ddl.capture_drop(

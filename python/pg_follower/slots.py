@@ -55,7 +55,12 @@ def drop_slot(conninfo: str, slot: str) -> int:
             " AND plugin = 'pgoutput' AND slot_name LIKE 'pgf\\_%'"
         )
         if not others:
-            repl.query(f'DROP PUBLICATION IF EXISTS "{PUBLICATION}"')
+            # through the extension's SECURITY DEFINER function where it is
+            # installed: the helper's role need not own the publication
+            if repl.query("SELECT to_regprocedure('pgfollower.drop_publication()')")[0][0]:
+                repl.query("SELECT pgfollower.drop_publication()")
+            else:
+                repl.query(f'DROP PUBLICATION IF EXISTS "{PUBLICATION}"')
         return 0
     except psycopg.Error as exc:
         print(str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc), file=sys.stderr)

@@ -239,7 +239,7 @@ def test_create_table_message() -> None:
             "sql": "CREATE TABLE public.t (id serial PRIMARY KEY, v text)",
         }
     ]
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
 
 
 @pytest.mark.parametrize(
