@@ -40,7 +40,8 @@ install-python:
 	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
 	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
-		. 'psycopg>=3.3,<3.4' 'typing-extensions>=4.6' 'setproctitle>=1.3'
+		. 'psycopg>=3.3,<3.4' 'psycopg-binary>=3.3,<3.4' 'typing-extensions>=4.6' \
+		'setproctitle>=1.3'
 	chmod -R a+rX '$(DESTDIR)$(SERVER_PYDIR)'
 
 .PHONY: bootstrap demo test lint check
