@@ -38,7 +38,7 @@ install: install-python
 .PHONY: install-python
 install-python:
 	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
-	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
+	$(PYTHON) -m pip install --quiet --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
 		. 'psycopg>=3.3,<3.4' 'psycopg-binary>=3.3,<3.4' 'typing-extensions>=4.6' \
 		'setproctitle>=1.3'

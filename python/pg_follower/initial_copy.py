@@ -310,10 +310,10 @@ class InitialCopy:
 
     def _copy_table(self, up: psycopg.Connection[Any], table: TableToCopy, binary: bool) -> None:
         options = ["FORMAT binary"] if binary else []
-        copy_out = _copy_sql("COPY {} ({}) TO STDOUT", table, options)
+        copy_out = _copy_sql("COPY {} {} TO STDOUT", table, options)
         # FREEZE: the table is this transaction's own (pre-data created it)
         copy_in = _copy_sql(
-            "COPY {} ({}) FROM STDIN", table, options + (["FREEZE"] if table.plain else [])
+            "COPY {} {} FROM STDIN", table, options + (["FREEZE"] if table.plain else [])
         )
         logger.info(
             "initial copy: %s (about %d rows, %s)",
@@ -375,9 +375,11 @@ _BUILTIN_TYPES_ONLY = (
 
 
 def _copy_sql(template: str, table: TableToCopy, options: list[str]) -> sql.Composed:
+    # A table of no columns (all dropped, or none yet) has rows all the same;
+    # COPY takes no empty column list.
+    columns = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in table.columns))
     query = sql.SQL(template).format(
-        sql.Identifier(table.schema, table.name),
-        sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+        sql.Identifier(table.schema, table.name), columns if table.columns else sql.SQL("")
     )
     if options:
         query += sql.SQL(" ({})").format(sql.SQL(", ").join(sql.SQL(o) for o in options))
