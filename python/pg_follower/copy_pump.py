@@ -126,29 +126,41 @@ def _move(
 
 def _read_available(src: _Source, out: bytearray, limit: int) -> tuple[int, bool]:
     """Append the rows libpq already holds to ``out`` (up to about ``limit``
-    bytes); how many, and whether the COPY ended."""
+    bytes); how many, and whether the COPY ended. This loop is the per-row
+    cost of the copy: one libpq call and one append."""
     get = src.pgconn.get_copy_data
     rows = 0
+    if src.first and src.binary:  # the header comes with the first row (or the trailer)
+        nbytes, data = get(1)
+        if nbytes <= 0:
+            return 0, _ended(src, nbytes)
+        if bytes(data[: len(BINARY_HEADER)]) != BINARY_HEADER:
+            raise UpstreamError("the upstream's binary COPY has an unknown header")
+        src.first = False
+        if bytes(data[len(BINARY_HEADER) :]) == BINARY_TRAILER:
+            return 0, False  # an empty table
+        out += data[len(BINARY_HEADER) :]
+        rows = 1
     while len(out) < limit:
         nbytes, data = get(1)
-        if nbytes > 0:
-            if src.binary:
-                if src.first:  # the header comes with the first row (or the trailer)
-                    if bytes(data[: len(BINARY_HEADER)]) != BINARY_HEADER:
-                        raise UpstreamError("the upstream's binary COPY has an unknown header")
-                    data = data[len(BINARY_HEADER) :]
-                    src.first = False
-                if len(data) == 2 and bytes(data) == BINARY_TRAILER:
-                    continue  # the downstream gets one trailer, after every source
+        if nbytes > 2:
             out += data
             rows += 1
-        elif nbytes == 0:
-            return rows, False
-        elif nbytes == -1:
-            return rows, True
-        else:
-            raise _error(src.pgconn, downstream=False)
+        elif nbytes <= 0:
+            return rows, _ended(src, nbytes)
+        elif not (src.binary and bytes(data) == BINARY_TRAILER):
+            out += data  # a short row (a table of no columns, say)
+            rows += 1
+        # the trailer: the downstream gets one, after every source
     return rows, False
+
+
+def _ended(src: _Source, nbytes: int) -> bool:
+    """What ``get_copy_data`` returning ``nbytes`` <= 0 means: 0, nothing yet;
+    -1, the COPY ended; -2, an error (raised)."""
+    if nbytes < -1:
+        raise _error(src.pgconn, downstream=False)
+    return nbytes == -1
 
 
 def _start(pgconn: pq.abc.PGconn, query: bytes, expect: pq.ExecStatus, downstream: bool) -> None:
