@@ -26,7 +26,10 @@ EXTRA_CLEAN = $(INSTALL_SQL)
 include $(PGXS)
 
 # Server-side Python (our package and what the worker needs; sqlparse comes
-# from Debian's python3-sqlparse) lives under the share directory.
+# from Debian's python3-sqlparse) lives under the share directory, byte-compiled
+# (the worker starts faster). The worker gets psycopg's C implementation
+# (psycopg-binary, with its own libpq): the pure-Python one costs microseconds a
+# row. The project's virtualenv keeps the system libpq, which tests compare with.
 SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
 VENV ?= $(CURDIR)/.venv
 PYTHON ?= $(VENV)/bin/python

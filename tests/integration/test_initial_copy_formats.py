@@ -150,3 +150,25 @@ def test_tables_without_columns_and_partitions(pair: Pair, rows: int) -> None:
         " all_frozen FROM pg_visibility_map_summary('measure_old')"
     )[0]
     assert frozen == pages
+
+
+def test_a_row_the_downstream_refuses_mid_copy(pair: Pair) -> None:
+    """The downstream's error ends the COPY: reported with the table and the
+    statement, nothing left behind, and the retry copies everything."""
+    pair.up.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int"
+        "  CHECK (current_setting('test.refuse', true) IS DISTINCT FROM 'on' OR v > 0))"
+    )
+    pair.up.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 50000) g")
+    pair.up.execute("INSERT INTO t VALUES (50001, 0)")  # the last row read
+    pair.down.execute(f"ALTER DATABASE {pair.down.dbname} SET test.refuse = 'on'")
+    pair.down.execute("SELECT start_follow(%s)", [pair.up.dsn])
+    wait_until(lambda: pair.status().get("state") == "error", 60, lambda: str(pair.status()))
+    status = pair.status()
+    assert 'initial copy of "public"."t"' in status["last_error"]
+    assert "violates check constraint" in status["last_error"]
+    assert status["error_statement"].startswith('COPY "public"."t"')
+    assert pair.down.scalar("SELECT to_regclass('public.t')") is None
+    pair.down.execute(f"ALTER DATABASE {pair.down.dbname} RESET test.refuse")
+    wait_until(lambda: pair.status().get("state") == "streaming", 60, lambda: str(pair.status()))
+    assert pair.down.scalar("SELECT count(*) FROM t") == 50001
