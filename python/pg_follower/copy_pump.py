@@ -19,6 +19,7 @@ import select
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import pq
 
 from .errors import ApplyError, FollowerError, UpstreamError
@@ -42,7 +43,7 @@ class _Source:
         self.binary = binary
         self.first = True
         self.done = False
-        self.rows = 0
+        self.rows = 0  # from the COPY's command tag, once it ended
 
 
 def pump(
@@ -70,9 +71,16 @@ def pump(
     except BaseException as exc:
         _abandon(down, f"initial copy interrupted: {exc}")
         raise
-    down.put_copy_end(None)
-    _flush(down, stopping)
-    return PumpResult(_finish(down, downstream=True))
+    try:
+        down.put_copy_end(None)
+    except psycopg.Error:
+        raise _error(down, downstream=True) from None
+    _flush(down, stopping, downstream=True)
+    rows = _finish(down, downstream=True)
+    sent = sum(src.rows for src in live)
+    if rows != sent:  # a safety net: the two command tags must agree
+        raise ApplyError(f"the downstream COPY took {rows} rows, the upstream sent {sent}")
+    return PumpResult(rows)
 
 
 def _move(
@@ -102,15 +110,17 @@ def _move(
             pending += BINARY_TRAILER
             binary = False  # the trailer goes once
         if sending:
-            sending = down.flush() == 1
+            sending = _flush_some(down, downstream=True)
         if pending and not sending:
             _put(down, pending)
             pending = bytearray()
-            sending = down.flush() == 1
+            sending = _flush_some(down, downstream=True)
         if all_read and not pending:
             return
         if stopping():
             raise FollowerError("stopped during the initial copy")
+        if not starved and not sending:
+            continue  # rows are waiting in libpq's buffer, and room for them
         # (libpq reads a downstream error only once the COPY is ended: until
         # then the server just discards what it is sent)
         readable, _, _ = select.select(
@@ -121,7 +131,7 @@ def _move(
         )
         for src in starved:
             if src.pgconn.socket in readable:
-                src.pgconn.consume_input()
+                _consume(src.pgconn, downstream=False)
 
 
 def _read_available(src: _Source, out: bytearray, limit: int) -> tuple[int, bool]:
@@ -164,11 +174,14 @@ def _ended(src: _Source, nbytes: int) -> bool:
 
 
 def _start(pgconn: pq.abc.PGconn, query: bytes, expect: pq.ExecStatus, downstream: bool) -> None:
-    pgconn.send_query(query)
-    _flush(pgconn, lambda: False)
+    try:
+        pgconn.send_query(query)
+    except psycopg.Error:
+        raise _error_from(None, pgconn, downstream) from None
+    _flush(pgconn, lambda: False, downstream)
     while pgconn.is_busy():
         _wait_readable(pgconn)
-        pgconn.consume_input()
+        _consume(pgconn, downstream)
     res = pgconn.get_result()
     if res is None or res.status != expect:
         raise _error_from(res, pgconn, downstream)
@@ -177,16 +190,31 @@ def _start(pgconn: pq.abc.PGconn, query: bytes, expect: pq.ExecStatus, downstrea
 def _put(down: pq.abc.PGconn, data: bytearray) -> None:
     try:
         down.put_copy_data(data)  # never 0: libpq grows its buffer instead
-    except Exception:
+    except psycopg.Error:
         raise _error(down, downstream=True) from None
 
 
-def _flush(pgconn: pq.abc.PGconn, stopping: Callable[[], bool]) -> None:
-    while pgconn.flush() == 1:
+def _flush(pgconn: pq.abc.PGconn, stopping: Callable[[], bool], downstream: bool) -> None:
+    while _flush_some(pgconn, downstream):
         if stopping():
             raise FollowerError("stopped during the initial copy")
         select.select([pgconn.socket], [pgconn.socket], [], WAIT_SLICE)
+        _consume(pgconn, downstream)
+
+
+def _flush_some(pgconn: pq.abc.PGconn, downstream: bool) -> bool:
+    """Send what libpq holds; whether some is left."""
+    try:
+        return pgconn.flush() == 1
+    except psycopg.Error:
+        raise _error_from(None, pgconn, downstream) from None
+
+
+def _consume(pgconn: pq.abc.PGconn, downstream: bool) -> None:
+    try:
         pgconn.consume_input()
+    except psycopg.Error:
+        raise _error_from(None, pgconn, downstream) from None
 
 
 def _wait_readable(pgconn: pq.abc.PGconn) -> None:
@@ -194,13 +222,14 @@ def _wait_readable(pgconn: pq.abc.PGconn) -> None:
 
 
 def _finish(pgconn: pq.abc.PGconn, downstream: bool) -> int:
-    """The COPY's row count from its command tag, once the server has ended it."""
-    rows = -1
+    """The COPY's row count from its command tag, once the server has ended it;
+    without that tag the COPY did not complete, whatever libpq says."""
+    rows: int | None = None
     error: FollowerError | None = None
     while True:
         while pgconn.is_busy():
             _wait_readable(pgconn)
-            pgconn.consume_input()
+            _consume(pgconn, downstream)
         res = pgconn.get_result()
         if res is None:
             break
@@ -208,8 +237,11 @@ def _finish(pgconn: pq.abc.PGconn, downstream: bool) -> int:
             rows = res.command_tuples or 0
         elif error is None:
             error = _error_from(res, pgconn, downstream)
+    if error is None and rows is None:
+        error = _error_from(None, pgconn, downstream)
     if error is not None:
         raise error
+    assert rows is not None
     return rows
 
 
@@ -221,7 +253,7 @@ def _abandon(down: pq.abc.PGconn, why: str) -> None:
             and down.transaction_status == pq.TransactionStatus.ACTIVE
         ):
             down.put_copy_end(why.encode()[:500])
-            _flush(down, lambda: False)
+            _flush(down, lambda: False, downstream=True)
             _finish(down, downstream=True)
     except Exception:  # the original error is the one to report
         return
@@ -245,7 +277,7 @@ def _error_from(
 ) -> FollowerError:
     raw = res.error_message if res is not None and res.error_message else pgconn.error_message
     message = raw.decode(errors="replace").strip().splitlines()
-    text = message[0] if message else "connection lost"
+    text = message[0] if message else "the COPY ended without completing"
     if text.startswith(("ERROR:  ", "FATAL:  ")):
         text = text[8:]
     sqlstate = None

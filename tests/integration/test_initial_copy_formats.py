@@ -172,3 +172,30 @@ def test_a_row_the_downstream_refuses_mid_copy(pair: Pair) -> None:
     pair.down.execute(f"ALTER DATABASE {pair.down.dbname} RESET test.refuse")
     wait_until(lambda: pair.status().get("state") == "streaming", 60, lambda: str(pair.status()))
     assert pair.down.scalar("SELECT count(*) FROM t") == 50001
+
+
+def test_upstream_session_terminated_mid_copy(pair: Pair) -> None:
+    """A COPY cut short upstream is an error, never a short table: the retry
+    copies every row exactly once."""
+    pair.up.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
+    pair.up.execute(
+        "INSERT INTO t SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 300000) g"
+    )
+    pair.down.execute("SELECT start_follow(%s)", [pair.up.dsn])
+    terminated = wait_until(
+        lambda: pair.up.scalar(
+            "SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'pg_follower worker' AND state = 'active'"
+            " AND query LIKE 'COPY % TO STDOUT%'"
+        ),
+        60,
+        "the copy to read the upstream",
+    )
+    assert terminated
+    wait_until(lambda: pair.status().get("state") == "streaming", 90, lambda: str(pair.status()))
+    assert pair.down.rows("SELECT count(*), count(DISTINCT id), sum(id) FROM t") == [
+        (300000, 300000, 300000 * 300001 // 2)
+    ]
+    status = pair.status()
+    assert status["rows_copied"] == 300000
+    assert 'initial copy of "public"."t": reading the upstream failed' in status["last_error"]
