@@ -26,7 +26,10 @@ EXTRA_CLEAN = $(INSTALL_SQL)
 include $(PGXS)
 
 # Server-side Python (our package and what the worker needs; sqlparse comes
-# from Debian's python3-sqlparse) lives under the share directory.
+# from Debian's python3-sqlparse) lives under the share directory, byte-compiled
+# (the worker starts faster). The worker gets psycopg's C implementation
+# (psycopg-binary, with its own libpq): the pure-Python one costs microseconds a
+# row. The project's virtualenv keeps the system libpq, which tests compare with.
 SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
 VENV ?= $(CURDIR)/.venv
 PYTHON ?= $(VENV)/bin/python
@@ -41,7 +44,7 @@ install: install-python
 .PHONY: install-python
 install-python:
 	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
-	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
+	$(PYTHON) -m pip install --quiet --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
 		. "psycopg==$(PSYCOPG_VERSION)" "psycopg-binary==$(PSYCOPG_VERSION)" \
 		'typing-extensions>=4.6' 'setproctitle>=1.3'

@@ -13,21 +13,24 @@ attempt drops the slot and starts over from a new snapshot.
 Order: the schema's pre-data section (pg_dump: schemas, types, sequences,
 tables), then every published table's rows with COPY, then the post-data
 section (constraints, indexes, triggers; faster after the rows and free of
-ordering problems between foreign keys), then sequence values. A reader
-thread pulls rows from the upstream while this thread writes them
-downstream, so both servers work at once.
+ordering problems between foreign keys), then sequence values. Both pg_dump
+runs start at once; the post-data one finishes while the rows are copied.
+
+Rows go through ``copy_pump`` (libpq level, no per-row Python beyond one
+call), in binary format where both servers read it alike (same major version
+and encoding, built-in types only), into tables this transaction created, so
+with FREEZE: no hint-bit writes or freezing vacuum of the copied rows later.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
 import shutil
 import subprocess
-import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import PUBLICATION
+from . import PUBLICATION, copy_pump
 from . import conninfo as conninfo_mod
 from .apply import INTERNAL_SCHEMA
 from .ddl import split_statements
@@ -44,9 +47,12 @@ from .stream import _literal, worker_conninfo
 
 logger = logging.getLogger("pg_follower.initial_copy")
 
-CHUNK_BYTES = 1 << 20  # rows travel from the reader to the writer in ~1 MB chunks
-QUEUE_CHUNKS = 16  # at most this many chunks in flight: memory stays bounded
 PG_DUMP_TIMEOUT = 3600.0
+# Index and constraint builds after the rows sort every row: at least this
+# much memory for them (and for their parallel workers), for this transaction.
+POST_DATA_MAINTENANCE_WORK_MEM_MB = 256
+SLOW_STATEMENT_SECONDS = 0.5  # schema statements that take longer are logged
+FIRST_NORMAL_OID = 16384  # below: built-in objects, the same OIDs on every server
 # An extension's relations are made (and its tables filled) by CREATE EXTENSION.
 _NOT_AN_EXTENSION_MEMBER = (
     "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
@@ -76,6 +82,8 @@ class TableToCopy:
     name: str
     columns: tuple[str, ...]
     estimated_rows: int
+    builtin_types: bool = False  # every column's type has a binary form both sides share
+    plain: bool = True  # an ordinary table (COPY FREEZE does not take partitioned ones)
 
     @property
     def label(self) -> str:
@@ -161,20 +169,35 @@ class InitialCopy:
 
     def run(self) -> None:
         """Copy everything; the caller commits ``down`` (or rolls it back)."""
-        with self._snapshot_connection() as up:
-            tables = self._published_tables(up)
-            sequences = read_sequence_values(up)
-            self.progress.tables_total = len(tables)
-            self.progress.rows_total = sum(t.estimated_rows for t in tables)
-            self._run_script("pre-data", self._dump("pre-data"))
-            self._copy_rows(up, tables)
-            self._run_script("post-data", self._dump("post-data"))
+        started = time.monotonic()
+        dumps = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pg_dump")
+        try:
+            pre_data = dumps.submit(self._dump, "pre-data")
+            post_data = dumps.submit(self._dump, "post-data")
+            with self._snapshot_connection() as up:
+                tables = self._published_tables(up)
+                sequences = read_sequence_values(up)
+                binary = self._binary_possible(up)
+                self.progress.tables_total = len(tables)
+                self.progress.rows_total = sum(t.estimated_rows for t in tables)
+                self._run_script("pre-data", _result(pre_data))
+                schema_done = time.monotonic()
+                self._copy_rows(up, tables, binary)
+            rows_done = time.monotonic()
+            self._run_post_data(_result(post_data))
             self._set_sequences(sequences)
+        finally:
+            dumps.shutdown(wait=False, cancel_futures=True)
         logger.info(
-            "initial copy: %d tables, %d rows, %d sequences",
+            "initial copy: %d tables, %d rows, %d sequences in %.1f s"
+            " (schema %.1f s, rows %.1f s, indexes and constraints %.1f s)",
             self.progress.tables_copied,
             self.progress.rows_copied,
             len(sequences),
+            time.monotonic() - started,
+            schema_done - started,
+            rows_done - schema_done,
+            time.monotonic() - rows_done,
         )
 
     # -- the upstream, as of the snapshot ------------------------------------------
@@ -196,7 +219,9 @@ class InitialCopy:
             "              ORDER BY a.attnum),"
             # never analyzed (-1): guess from the size, ~64 bytes a row on disk
             "       CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint"
-            "            ELSE pg_catalog.pg_relation_size(c.oid) / 64 END"
+            "            ELSE pg_catalog.pg_relation_size(c.oid) / 64 END,"
+            f"      ({_BUILTIN_TYPES_ONLY}),"
+            "       c.relkind = 'r'"
             "  FROM pg_catalog.pg_publication_tables pt"
             "  JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname"
             "  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename"
@@ -205,7 +230,22 @@ class InitialCopy:
             + " ORDER BY c.relpages DESC, 1, 2",
             [PUBLICATION, INTERNAL_SCHEMA],
         ).fetchall()
-        return [TableToCopy(r[0], r[1], tuple(r[2]), int(r[3])) for r in rows]
+        return [
+            TableToCopy(r[0], r[1], tuple(r[2]), int(r[3]), bool(r[4]), bool(r[5])) for r in rows
+        ]
+
+    def _binary_possible(self, up: psycopg.Connection[Any]) -> bool:
+        """Binary COPY needs both servers to read and write built-in types alike:
+        the same major version and the same server encoding (text travels
+        unconverted in binary)."""
+        query = (
+            "SELECT current_setting('server_version_num')::int / 10000,"
+            " current_setting('server_encoding')"
+        )
+        ours, theirs = self.down.execute(query).fetchone(), up.execute(query).fetchone()
+        if ours != theirs:
+            logger.info("initial copy in text format: upstream %s, downstream %s", theirs, ours)
+        return ours == theirs
 
     def _dump(self, section: str) -> str:
         """One section of the upstream's schema, from pg_dump in the snapshot."""
@@ -235,8 +275,14 @@ class InitialCopy:
         with self.down.cursor() as cur:
             for statement in split_statements(_without_meta_commands(script)):
                 statement = _transaction_local(statement)
+                started = time.monotonic()
                 try:
                     cur.execute(statement.encode())
+                    took = time.monotonic() - started
+                    if took >= SLOW_STATEMENT_SECONDS:
+                        logger.info(
+                            "initial copy: %.1f s for %s", took, " ".join(statement.split())[:120]
+                        )
                 except psycopg.Error as exc:
                     message = f"initial copy ({section}): {first_line(exc)}"
                     message += f" (SQLSTATE {exc.sqlstate or '?'})"
@@ -252,86 +298,64 @@ class InitialCopy:
                         )
                     raise ApplyError(message, statement=statement) from exc
 
-    def _copy_rows(self, up: psycopg.Connection[Any], tables: list[TableToCopy]) -> None:
-        chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        done = threading.Event()
-        reader = threading.Thread(
-            target=self._read_tables, args=(up, tables, chunks, done), name="copy-reader"
+    def _run_post_data(self, script: str) -> None:
+        row = self.down.execute(
+            "SELECT pg_catalog.pg_size_bytes(current_setting('maintenance_work_mem'))"
+        ).fetchone()
+        if row is None or int(row[0]) < POST_DATA_MAINTENANCE_WORK_MEM_MB << 20:
+            self.down.execute(
+                f"SET LOCAL maintenance_work_mem = '{POST_DATA_MAINTENANCE_WORK_MEM_MB}MB'"
+            )
+        self._run_script("post-data", script)
+
+    def _copy_rows(
+        self, up: psycopg.Connection[Any], tables: list[TableToCopy], binary: bool
+    ) -> None:
+        for table in tables:
+            self._copy_table(up, table, binary and table.builtin_types)
+            self.progress.tables_copied += 1
+
+    def _copy_table(self, up: psycopg.Connection[Any], table: TableToCopy, binary: bool) -> None:
+        options = ["FORMAT binary"] if binary else []
+        copy_out = _copy_sql("COPY {} {} TO STDOUT", table, options)
+        # FREEZE: the table is this transaction's own (pre-data created it)
+        copy_in = _copy_sql(
+            "COPY {} {} FROM STDIN", table, options + (["FREEZE"] if table.plain else [])
         )
-        reader.start()
-        try:
-            for table in tables:
-                self._write_table(table, chunks)
-                self.progress.tables_copied += 1
-        finally:
-            done.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                with contextlib.suppress(queue.Empty):
-                    chunks.get(timeout=0.1)
-            reader.join()
+        logger.info(
+            "initial copy: %s (about %d rows, %s)",
+            table.label,
+            table.estimated_rows,
+            "binary" if binary else "text",
+        )
+        progress = self.progress
+        before = progress.rows_copied
 
-    def _read_tables(
-        self,
-        up: psycopg.Connection[Any],
-        tables: list[TableToCopy],
-        chunks: queue.Queue[bytes | BaseException | None],
-        done: threading.Event,
-    ) -> None:
-        try:
-            for table in tables:
-                query = _copy_sql("COPY {} ({}) TO STDOUT", table)
-                with up.cursor() as cur, cur.copy(query) as copy:
-                    buf = bytearray()
-                    for data in copy:
-                        buf += data
-                        if len(buf) >= CHUNK_BYTES:
-                            if not _put(chunks, bytes(buf), done):
-                                return
-                            buf.clear()
-                    if buf and not _put(chunks, bytes(buf), done):
-                        return
-                if not _put(chunks, None, done):  # end of this table
-                    return
-        except BaseException as exc:  # handed to the writer, which raises it
-            _put(chunks, exc, done)
+        def on_rows(n: int) -> None:
+            progress.rows_copied += n
 
-    def _write_table(
-        self, table: TableToCopy, chunks: queue.Queue[bytes | BaseException | None]
-    ) -> None:
-        query = _copy_sql("COPY {} ({}) FROM STDIN", table)
-        logger.info("initial copy: %s (about %d rows)", table.label, table.estimated_rows)
         try:
             # triggers and CHECK expressions run as the table's owner, as in the stream
             owner = self._owner(table)
             if owner:
                 self._set_role(owner)
-            with self.down.cursor() as cur, cur.copy(query) as copy:
-                while True:
-                    if self.stopping():
-                        raise FollowerError("stopped during the initial copy")
-                    try:
-                        item = chunks.get(timeout=0.5)
-                    except queue.Empty:
-                        continue
-                    if item is None:
-                        break
-                    if isinstance(item, BaseException):
-                        if isinstance(item, psycopg.Error):
-                            raise UpstreamError(
-                                f"initial copy of {table.label}: reading the upstream failed:"
-                                f" {first_line(item)}"
-                            ) from item
-                        raise item
-                    copy.write(item)
-                    self.progress.rows_copied += item.count(b"\n")
+            result = copy_pump.pump(
+                [(up.pgconn, copy_out.as_bytes(up))],
+                self.down.pgconn,
+                copy_in.as_bytes(self.down),
+                binary,
+                self.stopping,
+                on_rows,
+            )
             if owner:
                 self._set_role(None)
-        except psycopg.Error as exc:
+        except UpstreamError as exc:
+            raise UpstreamError(f"initial copy of {table.label}: {exc}") from exc
+        except ApplyError as exc:
             raise ApplyError(
-                f"initial copy of {table.label}: {first_line(exc)}"
-                f" (SQLSTATE {exc.sqlstate or '?'})",
-                statement=query.as_string(self.down),
+                f"initial copy of {table.label}: {exc}", statement=copy_in.as_string(self.down)
             ) from exc
+        progress.rows_copied = before + result.rows
 
     def _owner(self, table: TableToCopy) -> str | None:
         """The downstream table's owner, unless it is a superuser or the worker."""
@@ -361,26 +385,37 @@ class InitialCopy:
                 )
 
 
-def _copy_sql(template: str, table: TableToCopy) -> sql.Composed:
-    return sql.SQL(template).format(
-        sql.Identifier(table.schema, table.name),
-        sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+# Whether every copied column's type is built in (the same OID everywhere)
+# and has a binary form that means the same on another server: not the reg*
+# types (their binary form is an OID, their text a name) and not arrays of them.
+_BUILTIN_TYPES_ONLY = (
+    "SELECT coalesce(bool_and("
+    f"         t.oid < {FIRST_NORMAL_OID} AND t.typsend <> 0 AND t.typreceive <> 0"
+    "          AND t.typname NOT LIKE 'reg%%'"
+    f"         AND (t.typelem = 0 OR (e.oid < {FIRST_NORMAL_OID}"
+    "                                 AND e.typname NOT LIKE 'reg%%'))), false)"
+    "  FROM pg_catalog.pg_attribute a"
+    "  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+    "  LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem"
+    " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    "   AND a.attgenerated = ''"
+)
+
+
+def _copy_sql(template: str, table: TableToCopy, options: list[str]) -> sql.Composed:
+    # A table of no columns (all dropped, or none yet) has rows all the same;
+    # COPY takes no empty column list.
+    columns = sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in table.columns))
+    query = sql.SQL(template).format(
+        sql.Identifier(table.schema, table.name), columns if table.columns else sql.SQL("")
     )
+    if options:
+        query += sql.SQL(" ({})").format(sql.SQL(", ").join(sql.SQL(o) for o in options))
+    return query
 
 
-def _put(
-    chunks: queue.Queue[bytes | BaseException | None],
-    item: bytes | BaseException | None,
-    done: threading.Event,
-) -> bool:
-    """Queue ``item`` unless the writer gave up; False when it did."""
-    while not done.is_set():
-        try:
-            chunks.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+def _result(future: Future[str]) -> str:
+    return future.result(timeout=PG_DUMP_TIMEOUT)
 
 
 def _without_meta_commands(script: str) -> str:

@@ -177,12 +177,18 @@ class Supervisor:
             )
             for sub_id, runner in self.runners.items():
                 st = runner.snapshot()
+                # A worker that did not copy (it started after the copy) keeps
+                # the copy's figures that the row already holds.
+                copied = runner.copy_progress is not None
                 conn.execute(
                     "UPDATE pgfollower.subscription_status SET state = %s,"
                     " received_lsn = %s, applied_lsn = %s, upstream_lsn = %s,"
                     " lag_seconds = %s, last_error = %s, last_error_at = %s,"
-                    " error_lsn = %s, error_statement = %s, tables_copied = %s,"
-                    " tables_total = %s, rows_copied = %s, rows_total = %s,"
+                    " error_lsn = %s, error_statement = %s,"
+                    " tables_copied = coalesce(%s, tables_copied),"
+                    " tables_total = CASE WHEN %s THEN %s ELSE tables_total END,"
+                    " rows_copied = coalesce(%s, rows_copied),"
+                    " rows_total = CASE WHEN %s THEN %s ELSE rows_total END,"
                     " updated_at = now() WHERE sub_id = %s",
                     [
                         st.state,
@@ -194,9 +200,11 @@ class Supervisor:
                         st.last_error_at,
                         st.error_lsn,
                         st.error_statement,
-                        st.tables_copied,
+                        st.tables_copied if copied else None,
+                        copied,
                         st.tables_total,
-                        st.rows_copied,
+                        st.rows_copied if copied else None,
+                        copied,
                         st.rows_total,
                         sub_id,
                     ],
