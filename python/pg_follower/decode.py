@@ -403,6 +403,7 @@ def _tuple(buf: bytes, pos: int) -> tuple[Row, int]:
 _COPY_SPECIAL: Final = re.compile(rb"[\\\t\n\r]")
 _COPY_ESCAPES: Final = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
 _COPY_NULL: Final = b"\\N"
+_INSERT_HEAD: Final = struct.Struct("!IcH")  # relation id, 'N', number of columns
 
 
 def copy_escape(value: bytes) -> bytes:
@@ -422,12 +423,10 @@ def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
     """
     pos = 5 if in_stream else 1
     try:
-        (relation_id,) = _U32.unpack_from(buf, pos)
-        if buf[pos + 4] != 0x4E:  # 'N'
+        relation_id, new, count = _INSERT_HEAD.unpack_from(buf, pos)
+        if new != b"N":
             raise ProtocolError(f"expected 'N' (new tuple), got {_show_byte(buf[pos + 4])}")
-        pos += 5
-        (count,) = _U16.unpack_from(buf, pos)
-        pos += 2
+        pos += 7
         parts: list[bytes] = []
         append = parts.append
         unpack = _U32.unpack_from
@@ -435,10 +434,9 @@ def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
         for _ in range(count):
             kind = buf[pos]
             if kind == 0x74:  # 't'
-                (length,) = unpack(buf, pos + 1)
-                pos += 5
-                append(buf[pos : pos + length])
-                pos += length
+                end = pos + 5 + unpack(buf, pos + 1)[0]
+                append(buf[pos + 5 : end])
+                pos = end
             elif kind == 0x6E:  # 'n'
                 append(_COPY_NULL)
                 special = True
@@ -456,7 +454,9 @@ def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
             f"pgoutput Insert message has {len(buf) - pos} unexpected trailing bytes"
             f" (or runs past the end) at offset {pos}"
         )
-    if special or _COPY_SPECIAL.search(b"".join(parts)) is not None:
+    # No special byte anywhere in the message (its binary lengths included:
+    # a false alarm only costs the careful path) means none in the values.
+    if special or (_COPY_SPECIAL.search(buf) is not None and _COPY_SPECIAL.search(b"".join(parts))):
         parts = [p if p is _COPY_NULL else copy_escape(p) for p in parts]
     return relation_id, b"\t".join(parts) + b"\n"
 

@@ -197,8 +197,7 @@ class Spool:
             raise ProtocolError("a streamed change outside of a stream block")
         if subxid != txn.xid and subxid not in txn.subxacts:
             txn.subxacts[subxid] = txn.size
-        f.write(_LENGTH.pack(len(payload)))
-        f.write(payload)
+        f.write(_LENGTH.pack(len(payload)) + payload)
         txn.size += 4 + len(payload)
 
     def stop(self) -> None:

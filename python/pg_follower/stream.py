@@ -148,6 +148,17 @@ class ReplicationConnection:
             raise UpstreamError(f"the upstream ended the replication stream: {message}")
         return bytes(data)
 
+    def read_buffered(self, limit: int) -> list[bytes]:
+        """The CopyData messages already received (at most ``limit``), without waiting."""
+        get = self.pgconn.get_copy_data
+        out: list[bytes] = []
+        while len(out) < limit:
+            nbytes, data = get(1)
+            if nbytes <= 0:  # none buffered, or the end (which read() reports)
+                break
+            out.append(bytes(data))
+        return out
+
     def send(self, data: bytes) -> None:
         if self.pgconn.put_copy_data(data) != 1 or self.pgconn.flush() != 0:
             raise UpstreamError(
@@ -218,7 +229,8 @@ that stopped the reader."""
 
 BATCH_ITEMS = 256  # the reader hands over at most this many messages at once
 BATCH_BYTES = 1 << 20  # ... or about this much payload
-RUN_ROWS = 1000  # inserted rows handed over as one run at most
+RUN_ROWS = 5000  # inserted rows handed over as one run at most
+DRAIN_MESSAGES = 1000  # messages read at once before feedback is considered
 
 
 class Inbox:
@@ -337,6 +349,9 @@ class StreamReader(threading.Thread):
             buf = self.connection.read(timeout=0.0 if pending else 0.2)
             if buf is not None:
                 self._handle(buf)
+                # and what else came with it, without a call per message
+                for more in self.connection.read_buffered(DRAIN_MESSAGES):
+                    self._handle(more)
             elif pending:
                 self._flush_batch()
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
@@ -347,7 +362,21 @@ class StreamReader(threading.Thread):
         if buf[0] == _XLOGDATA_KIND and len(buf) > _XLOGDATA_HEAD:
             # the common case, without an XLogData object
             data_start, wal_end = _XLOGDATA_LSNS.unpack_from(buf, 1)
-            self._handle_wal(data_start, wal_end, buf[_XLOGDATA_HEAD:])
+            payload = buf[_XLOGDATA_HEAD:]
+            decoder = self.decoder
+            xid = decoder.stream_xid
+            if xid is not None and xid == self.parallel_xid and payload[0] == _INSERT:
+                # the hot path of a big transaction applied while open
+                if wal_end > progress.received_lsn:
+                    progress.received_lsn = wal_end
+                if wal_end > progress.upstream_lsn:
+                    progress.upstream_lsn = wal_end
+                subxid = decoder.stream_change_xid(payload)
+                assert subxid is not None
+                self.spool.write(subxid, payload)
+                self._insert(payload, True, xid, subxid)
+                return
+            self._handle_wal(data_start, wal_end, payload)
             return
         frame = parse_copy_data(buf)
         if isinstance(frame, Keepalive):
@@ -467,19 +496,26 @@ class StreamReader(threading.Thread):
     def _insert(self, payload: bytes, in_stream: bool, xid: int | None, subxid: int | None) -> None:
         """An inserted row, into the run of rows for its relation."""
         relation_id, line = insert_copy_line(payload, in_stream)
-        if relation_id in self._internal:
-            message = self.decoder.decode(payload)
-            self._put(message if xid is None else StreamedChange(xid, subxid or xid, message), 0)
-            return
         run = self._run
-        key = (xid, subxid, relation_id)
-        if run is None or self._run_key != key or len(run.lines) >= RUN_ROWS:
+        if (
+            run is None
+            or run.relation_id != relation_id
+            or self._run_key[1] != subxid
+            or self._run_key[0] != xid
+            or len(run.lines) >= RUN_ROWS
+        ):
+            if relation_id in self._internal:
+                message = self.decoder.decode(payload)
+                item = message if xid is None else StreamedChange(xid, subxid or xid, message)
+                self._put(item, 0)
+                return
             self._end_run()
             run = self._run = InsertRun(relation_id, [], 0)
-            self._run_key = key
+            self._run_key = (xid, subxid, relation_id)
         run.lines.append(line)
-        run.nbytes += len(line)
-        self._batch_bytes += len(line)
+        n = len(line)
+        run.nbytes += n
+        self._batch_bytes += n
         if self._batch_bytes >= BATCH_BYTES:
             self._flush_batch()
 
