@@ -44,7 +44,7 @@ install-python:
 	$(PYTHON) -m pip install --quiet --no-compile --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
 		. "psycopg==$(PSYCOPG_VERSION)" "psycopg-binary==$(PSYCOPG_VERSION)" \
-		'typing-extensions>=4.6' 'setproctitle>=1.3'
+		'typing-extensions>=4.6' 'setproctitle>=1.3' 'prometheus-client>=0.20'
 	chmod -R a+rX '$(DESTDIR)$(SERVER_PYDIR)'
 
 .PHONY: bootstrap demo test lint check

@@ -33,7 +33,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         daemon.detach(args.log_file or os.devnull)
     daemon.configure_logging(args.log_level)
     daemon.set_title()
-    supervisor = Supervisor(args.dsn)
+    supervisor = Supervisor(args.dsn, metrics_address=args.metrics_address)
     supervisor.install_signal_handlers()
     return supervisor.run()
 
@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-file", help="with --detach: where to write the log")
     worker.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        default=os.environ.get("PG_FOLLOWER_METRICS_ADDRESS"),
+        help="serve Prometheus metrics there (default: $PG_FOLLOWER_METRICS_ADDRESS, then"
+        " the database's pg_follower_py.metrics_address setting; else none)",
     )
     worker.set_defaults(func=cmd_worker)
 

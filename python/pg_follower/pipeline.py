@@ -73,6 +73,7 @@ class Status:
     tables_total: int | None = None
     rows_copied: int = 0
     rows_total: int | None = None
+    errors: int = 0  # recorded since the worker started (metrics)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,6 +158,7 @@ class SubscriptionRunner(threading.Thread):
         logger.error("subscription %s: %s", self.config.name, message)
         st = self.status
         st.state = "error"
+        st.errors += 1
         st.last_error = message
         st.last_error_at = datetime.now(UTC)
         st.error_lsn = lsn

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from . import __version__
+from . import __version__, metrics
 from . import conninfo as conninfo_mod
 from .errors import ConfigError, FollowerError, first_line
 from .pipeline import Backoff, SubscriptionConfig, SubscriptionRunner
@@ -45,7 +45,7 @@ class ExtensionMissing(FollowerError):
 class Supervisor:
     """Runs until SIGTERM (or ``stop()``), reconnecting to the downstream as needed."""
 
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, metrics_address: str | None = None):
         try:
             self.params = conninfo_mod.parse(dsn)
         except ConfigError as exc:
@@ -53,6 +53,8 @@ class Supervisor:
         self.dsn = dsn
         self.runners: dict[int, SubscriptionRunner] = {}
         self.stop_event = threading.Event()
+        self.metrics_address = metrics_address
+        self.metrics_started = False
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -124,12 +126,28 @@ class Supervisor:
                 [os.getpid(), __version__],
             )
             conn.execute(f"LISTEN {CHANNEL}")
+            self._start_metrics(conn)
             logger.info("serving database %r (pid %d)", conn.info.dbname, os.getpid())
             backoff.reset()
             while not self.stop_event.is_set():
                 self._reconcile(conn)
                 self._write_status(conn)
                 self._wait(conn)
+
+    def _start_metrics(self, conn: psycopg.Connection[Any]) -> None:
+        """Serve metrics on --metrics-address, else on the database's setting."""
+        if self.metrics_started:
+            return
+        self.metrics_started = True  # once: a failed bind is not retried
+        address = self.metrics_address
+        if not address:
+            row = conn.execute("SELECT current_setting(%s, true)", [metrics.SETTING]).fetchone()
+            address = row[0] if row and row[0] else None
+        if address:
+            try:
+                metrics.serve(address, lambda: self.runners)
+            except (FollowerError, OSError) as exc:
+                logger.warning("no metrics on %s: %s", address, exc)
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
         # Notifications wake us early; short slices bound how late we notice
