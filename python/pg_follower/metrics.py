@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pg_follower.metrics")
 
-# The downstream setting a launched worker reads (ALTER DATABASE ... SET).
-SETTING = "pg_follower_py.metrics_address"
-ENV = "PG_FOLLOWER_METRICS_ADDRESS"
 STATES = ("starting", "copying", "streaming", "paused", "error", "stopped")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

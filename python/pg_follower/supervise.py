@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from . import __version__, metrics
+from . import __version__
 from . import conninfo as conninfo_mod
 from .errors import ConfigError, FollowerError, first_line
 from .pipeline import Backoff, SubscriptionConfig, SubscriptionRunner
@@ -31,6 +31,8 @@ logger = logging.getLogger("pg_follower.supervise")
 LOCK_KEY = (1885759088, 1)
 CHANNEL = "pg_follower_py"
 POLL_INTERVAL = 1.0
+# Where a launched worker serves metrics (ALTER DATABASE ... SET), if anywhere.
+METRICS_SETTING = "pg_follower_py.metrics_address"
 WAIT_SLICE = 0.2
 
 
@@ -141,12 +143,14 @@ class Supervisor:
         self.metrics_started = True  # once: a failed bind is not retried
         address = self.metrics_address
         if not address:
-            row = conn.execute("SELECT current_setting(%s, true)", [metrics.SETTING]).fetchone()
+            row = conn.execute("SELECT current_setting(%s, true)", [METRICS_SETTING]).fetchone()
             address = row[0] if row and row[0] else None
         if address:
             try:
+                from . import metrics  # prometheus-client only when asked for
+
                 metrics.serve(address, lambda: self.runners)
-            except (FollowerError, OSError) as exc:
+            except (FollowerError, OSError, ImportError) as exc:
                 logger.warning("no metrics on %s: %s", address, exc)
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
