@@ -41,7 +41,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import show_status
 
-    return show_status(args.dsn or "", watch=args.watch, interval=args.interval)
+    if args.watch or args.once:
+        from . import conninfo
+        from .screen import show_screen
+
+        dsn = args.dsn or ""
+        title = f"pg_follower_py  {conninfo.redact(dsn)}" if dsn else "pg_follower_py"
+        return show_screen(dsn, title, interval=args.interval, once=args.once)
+    return show_status(args.dsn or "", watch=False, interval=args.interval)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -121,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_dsn_default(),
         help="the downstream database (default: $PG_FOLLOWER_DSN, then libpq's)",
     )
-    status.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    status.add_argument(
+        "--watch", action="store_true", help="a live screen, refreshed until interrupted"
+    )
+    status.add_argument(
+        "--once", action="store_true", help="one frame of the live screen, then exit"
+    )
     status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     status.set_defaults(func=cmd_status)
 

@@ -149,3 +149,50 @@ def test_metrics_address_setting_and_copy_figures(pair: Pair) -> None:
         assert figures[sub("pg_follower_copy_tables_done")] == 1
         assert figures[sub("pg_follower_copy_tables_total")] == 1
         assert figures[sub("pg_follower_copy_rows_done")] == 1000
+
+
+def test_status_screen_once_shows_the_subscription_and_no_password(pair: Pair) -> None:
+    up = pair.up.cluster
+    pair.up.execute(f"CREATE ROLE ops_follower LOGIN SUPERUSER REPLICATION PASSWORD '{SECRET}'")
+    up.prepend_hba("host all,replication ops_follower 127.0.0.1/32 scram-sha-256")
+    conninfo = (
+        f"host=127.0.0.1 port={up.port} dbname={pair.up.dbname} user=ops_follower password={SECRET}"
+    )
+    port = free_port()
+    log = pair.down.cluster.datadir.parent / f"ops-{pair.down.dbname}.log"
+    try:
+        start_without_worker(pair, conninfo)
+        with hand_run_worker(pair, "--metrics-address", f"127.0.0.1:{port}", log=log):
+            wait_until(lambda: pair.status().get("state") == "streaming", 30, "streaming")
+            pair.up.execute("CREATE TABLE screen_test (id int PRIMARY KEY)")
+            pair.up.execute("INSERT INTO screen_test VALUES (1)")
+            pair.caught_up()
+            # the downstream DSN of the screen carries a password too (unused by trust)
+            dsn = f"{pair.down.dsn} password={SECRET}"
+            res = subprocess.run(
+                [sys.executable, "-m", "pg_follower", "status", "--once", "--dsn", dsn],
+                env=dict(os.environ, PYTHONPATH=str(PYTHON_DIR), COLUMNS="160"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            screen = res.stdout
+            assert "default" in screen
+            assert "streaming" in screen
+            assert "pg_follower_py" in screen
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                metrics_text = r.read().decode()
+        for where, text in (
+            ("status screen", screen + res.stderr),
+            ("metrics", metrics_text),
+            ("worker log", log.read_text()),
+        ):
+            assert SECRET not in text, f"password in the {where}"
+    finally:
+        pair.down.execute("DELETE FROM pgfollower.subscription")
+        pair.up.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database()"
+        )
+        pair.up.execute("DROP ROLE ops_follower")
