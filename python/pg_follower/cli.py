@@ -31,7 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     daemon.reset_signals()
     if args.detach:
         daemon.detach(args.log_file or os.devnull)
-    daemon.configure_logging(args.log_level)
+    daemon.configure_logging(args.log_level, args.log_format)
     daemon.set_title()
     supervisor = Supervisor(args.dsn, metrics_address=args.metrics_address)
     supervisor.install_signal_handlers()
@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-file", help="with --detach: where to write the log")
     worker.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.add_argument(
+        "--log-format",
+        default=os.environ.get("PG_FOLLOWER_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object per line for log shippers (default: $PG_FOLLOWER_LOG_FORMAT,"
+        " else text)",
     )
     worker.add_argument(
         "--metrics-address",

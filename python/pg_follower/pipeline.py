@@ -155,7 +155,7 @@ class SubscriptionRunner(threading.Thread):
     ) -> None:
         if self.stop_event.is_set():
             return  # errors from tearing down on request are not errors
-        logger.error("subscription %s: %s", self.config.name, message)
+        logger.error("subscription %s: %s", self.config.name, message, extra={"lsn": lsn})
         st = self.status
         st.state = "error"
         st.errors += 1
@@ -272,7 +272,12 @@ class SubscriptionRunner(threading.Thread):
         progress = Progress(position)
         spool = Spool(spool_directory(cfg.slot_name))
         repl.start(cfg.slot_name, position, PUBLICATION)
-        logger.info("subscription %s: streaming from %s", cfg.name, lsn_to_str(position))
+        logger.info(
+            "subscription %s: streaming from %s",
+            cfg.name,
+            lsn_to_str(position),
+            extra={"lsn": lsn_to_str(position)},
+        )
         stop = threading.Event()
         reader = StreamReader(
             repl,

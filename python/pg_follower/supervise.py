@@ -179,7 +179,12 @@ class Supervisor:
         self._stop_runners(gone)
         for sub_id, config in wanted.items():
             if sub_id not in self.runners:
-                logger.info("subscription %s: starting (upstream %s)", config.name, config.upstream)
+                logger.info(
+                    "subscription %s: starting (upstream %s)",
+                    config.name,
+                    config.upstream,
+                    extra={"subscription": config.name},
+                )
                 runner = SubscriptionRunner(config, self.dsn)
                 self.runners[sub_id] = runner
                 runner.start()
@@ -187,7 +192,11 @@ class Supervisor:
     def _stop_runners(self, ids: list[int]) -> None:
         runners = [self.runners.pop(i) for i in ids if i in self.runners]
         for runner in runners:
-            logger.info("subscription %s: stopping", runner.config.name)
+            logger.info(
+                "subscription %s: stopping",
+                runner.config.name,
+                extra={"subscription": runner.config.name},
+            )
             runner.stop()
         for runner in runners:
             runner.join(timeout=10)

@@ -4,6 +4,7 @@ screen, JSON logs."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_metrics_address_setting_and_copy_figures(pair: Pair) -> None:
         assert figures[sub("pg_follower_copy_rows_done")] == 1000
 
 
-def test_status_screen_once_shows_the_subscription_and_no_password(pair: Pair) -> None:
+def test_status_screen_metrics_and_json_log_without_password(pair: Pair) -> None:
     up = pair.up.cluster
     pair.up.execute(f"CREATE ROLE ops_follower LOGIN SUPERUSER REPLICATION PASSWORD '{SECRET}'")
     up.prepend_hba("host all,replication ops_follower 127.0.0.1/32 scram-sha-256")
@@ -162,7 +163,9 @@ def test_status_screen_once_shows_the_subscription_and_no_password(pair: Pair) -
     log = pair.down.cluster.datadir.parent / f"ops-{pair.down.dbname}.log"
     try:
         start_without_worker(pair, conninfo)
-        with hand_run_worker(pair, "--metrics-address", f"127.0.0.1:{port}", log=log):
+        with hand_run_worker(
+            pair, "--metrics-address", f"127.0.0.1:{port}", "--log-format", "json", log=log
+        ):
             wait_until(lambda: pair.status().get("state") == "streaming", 30, "streaming")
             pair.up.execute("CREATE TABLE screen_test (id int PRIMARY KEY)")
             pair.up.execute("INSERT INTO screen_test VALUES (1)")
@@ -183,6 +186,12 @@ def test_status_screen_once_shows_the_subscription_and_no_password(pair: Pair) -
             assert "pg_follower_py" in screen
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
                 metrics_text = r.read().decode()
+        lines = log.read_text().splitlines()
+        assert all(line.startswith("{") for line in lines), lines
+        events = [json.loads(line) for line in lines]
+        assert all({"time", "level", "logger", "message"} <= e.keys() for e in events)
+        started = [e for e in events if e["message"].startswith("subscription default: streaming")]
+        assert started and started[0]["subscription"] == "default" and started[0]["lsn"]
         for where, text in (
             ("status screen", screen + res.stderr),
             ("metrics", metrics_text),
