@@ -25,8 +25,8 @@ EXTRA_CLEAN = $(INSTALL_SQL)
 
 include $(PGXS)
 
-# Server-side Python (our package and what the worker needs; sqlparse comes
-# from Debian's python3-sqlparse) lives under the share directory.
+# Server-side Python (our package and what the launched worker needs) lives
+# under the share directory.
 SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
 VENV ?= $(CURDIR)/.venv
 PYTHON ?= $(VENV)/bin/python
