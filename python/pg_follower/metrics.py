@@ -7,6 +7,7 @@ the supervisor writes to ``follow_status``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from .decode import str_to_lsn
 from .errors import ConfigError
+from .spool import spool_directory
 
 if TYPE_CHECKING:
     from .pipeline import SubscriptionRunner
@@ -36,6 +38,17 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"invalid metrics address {address!r}: expected HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _spool_bytes(subscription_slot: str) -> int:
+    """Bytes of big in-progress transactions waiting on disk for their commit."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(spool_directory(subscription_slot)):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def _rss_bytes() -> int:
@@ -94,6 +107,9 @@ class WorkerCollector(Collector):
             "errors recorded (in follow_status.last_error)",
             labels=labels,
         )
+        spool = GaugeMetricFamily(
+            "pg_follower_spool_bytes", "big transactions spooled until commit", labels=labels
+        )
         copy = {
             key: GaugeMetricFamily(
                 f"pg_follower_copy_{key}", f"initial copy: {text}", labels=labels
@@ -123,6 +139,7 @@ class WorkerCollector(Collector):
                 lag_seconds.add_metric(name, st.lag_seconds)
             transactions.add_metric(name, self._commits(sub_id, progress))
             errors.add_metric(name, st.errors)
+            spool.add_metric(name, _spool_bytes(runner.config.slot_name))
             copy["tables_done"].add_metric(name, st.tables_copied)
             copy["tables_total"].add_metric(name, st.tables_total or 0)
             copy["rows_done"].add_metric(name, st.rows_copied)
@@ -134,6 +151,7 @@ class WorkerCollector(Collector):
         yield lag_seconds
         yield transactions
         yield errors
+        yield spool
         yield from copy.values()
         yield GaugeMetricFamily("pg_follower_worker_up", "1 while the worker runs", 1.0)
         yield GaugeMetricFamily(

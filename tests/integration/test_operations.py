@@ -99,6 +99,7 @@ def test_metrics_during_a_stream(pair: Pair) -> None:
         assert first[sub("pg_follower_subscription_state", state="streaming")] == 1
         assert first[sub("pg_follower_subscription_state", state="error")] == 0
         assert first[sub("pg_follower_apply_errors_total")] == 0
+        assert first[sub("pg_follower_spool_bytes")] == 0
 
         # applied LSN and the transaction counter move while each half is streamed
         samples = [first]
