@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ]; then
     rm -rf .venv
     quiet "$PY" -m venv .venv
     quiet .venv/bin/pip install --disable-pip-version-check --upgrade pip
-    quiet .venv/bin/pip install --disable-pip-version-check -e '.[dev]'
+    quiet .venv/bin/pip install --disable-pip-version-check -e '.[dev,ops]'
     touch "$stamp"
 fi
 
