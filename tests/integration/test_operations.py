@@ -17,7 +17,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Pair, wait_until
-from pg_follower.cluster import free_port
+from pg_follower.cluster import bindir, free_port
 
 SECRET = "S3cret-Pw-0ps9"
 TRANSACTIONS = int(os.environ.get("PG_FOLLOWER_TEST_METRICS_TXNS", "100000"))
@@ -206,3 +206,43 @@ def test_status_screen_metrics_and_json_log_without_password(pair: Pair) -> None
             " WHERE database = current_database()"
         )
         pair.up.execute("DROP ROLE ops_follower")
+
+
+def test_follows_as_the_packaged_non_superuser_role(pair: Pair) -> None:
+    """The role packaging/docker/follower-role.sql makes is enough to copy and stream."""
+    up = pair.up.cluster
+    pair.up.execute("CREATE TABLE accounts (id int PRIMARY KEY, owner text)")
+    pair.up.execute("INSERT INTO accounts SELECT g, 'o' || g FROM generate_series(1, 100) g")
+    pair.up.execute("CREATE SEQUENCE tickets")
+    pair.up.execute("SELECT nextval('tickets') FROM generate_series(1, 5)")
+    role_sql = PYTHON_DIR.parent / "packaging" / "docker" / "follower-role.sql"
+    psql = [str(bindir() / "psql"), "-X", "-q", "-v", f"follower_password={SECRET}"]
+    subprocess.run(
+        [*psql, "-f", str(role_sql), pair.up.dsn],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    up.prepend_hba("host all,replication follower 127.0.0.1/32 scram-sha-256")
+    conninfo = (
+        f"host=127.0.0.1 port={up.port} dbname={pair.up.dbname} user=follower password={SECRET}"
+    )
+    try:
+        assert not pair.up.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = 'follower'")
+        pair.down.execute("SELECT start_follow(%s)", [conninfo])
+        wait_until(lambda: pair.status().get("state") == "streaming", 60, pair.status)
+        pair.up.execute("UPDATE accounts SET owner = 'x' WHERE id <= 10")
+        pair.up.execute("INSERT INTO accounts VALUES (101, 'new')")
+        pair.caught_up()
+        query = "SELECT id, owner FROM accounts ORDER BY id"
+        assert pair.down.rows(query) == pair.up.rows(query)
+        assert pair.down.scalar("SELECT last_value FROM tickets") == 5
+    finally:
+        pair.kill_worker()
+        pair.down.execute("DELETE FROM pgfollower.subscription")
+        pair.up.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database()"
+        )
+        pair.up.execute("DROP OWNED BY follower")
+        pair.up.execute("DROP ROLE follower")

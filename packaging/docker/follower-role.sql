@@ -1,0 +1,13 @@
+-- The upstream role a follower connects as: replication, reading, no superuser.
+-- Run in the upstream database after CREATE EXTENSION pg_follower_py, with
+--   psql -v follower_password=... -f follower-role.sql
+-- (the password travels as a psql variable: it is not in this file, nor in a
+-- server log line, since CREATE ROLE ... PASSWORD is not logged by default.)
+\set ON_ERROR_STOP on
+SELECT format('CREATE ROLE follower LOGIN REPLICATION PASSWORD %L', :'follower_password')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'follower') \gexec
+-- the initial copy reads every table and sequence (pg_dump, COPY)
+GRANT pg_read_all_data TO follower;
+-- the worker makes sure the FOR ALL TABLES publication exists (SECURITY DEFINER)
+GRANT USAGE ON SCHEMA pgfollower TO follower;
+GRANT EXECUTE ON FUNCTION pgfollower.ensure_publication() TO follower;
