@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # distribution -> the module it provides, where they differ
-MODULES = {"prometheus-client": "prometheus_client", "pytest": "pytest"}
+MODULES = {"prometheus-client": "prometheus_client", "pyyaml": "yaml"}
 # tools run as commands, not imported
 TOOLS = {"ruff", "mypy"}
 
