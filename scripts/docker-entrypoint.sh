@@ -33,7 +33,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     install -d -o postgres -g postgres -m 0700 "$PGDATA"
     pwfile=$(mktemp) && chown postgres "$pwfile" && printf '%s\n' "$password" > "$pwfile"
-    as_postgres initdb -D "$PGDATA" -U postgres --pwfile="$pwfile" \
+    as_postgres initdb -D "$PGDATA" -U postgres --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     rm -f "$pwfile"
     cat >> "$PGDATA/postgresql.conf" <<'CONF'
