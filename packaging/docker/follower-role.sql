@@ -6,8 +6,12 @@
 \set ON_ERROR_STOP on
 SELECT format('CREATE ROLE follower LOGIN REPLICATION PASSWORD %L', :'follower_password')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'follower') \gexec
--- the initial copy reads every table and sequence (pg_dump, COPY)
+-- the initial copy and sync_sequences read every table and sequence (pg_dump, COPY)
 GRANT pg_read_all_data TO follower;
--- the worker makes sure the FOR ALL TABLES publication exists (SECURITY DEFINER)
+-- the worker and the slot-drop helper create and drop the FOR ALL TABLES
+-- publication through these SECURITY DEFINER functions (drop_publication()
+-- where this version of the extension has it)
 GRANT USAGE ON SCHEMA pgfollower TO follower;
-GRANT EXECUTE ON FUNCTION pgfollower.ensure_publication() TO follower;
+SELECT format('GRANT EXECUTE ON FUNCTION %s TO follower', f)
+  FROM unnest(ARRAY['pgfollower.ensure_publication()', 'pgfollower.drop_publication()']) f
+ WHERE to_regprocedure(f) IS NOT NULL \gexec
