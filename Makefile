@@ -25,11 +25,10 @@ EXTRA_CLEAN = $(INSTALL_SQL)
 
 include $(PGXS)
 
-# Server-side Python (our package and what the worker needs; sqlparse comes
-# from Debian's python3-sqlparse) lives under the share directory, byte-compiled
-# (the worker starts faster). The worker gets psycopg's C implementation
-# (psycopg-binary, with its own libpq): the pure-Python one costs microseconds a
-# row. The project's virtualenv keeps the system libpq, which tests compare with.
+# Server-side Python (our package and what the launched worker needs) lives
+# under the share directory, byte-compiled (the worker starts faster). The
+# worker gets psycopg's C implementation (psycopg-binary, with its own libpq):
+# the pure-Python one costs microseconds a row.
 SERVER_PYDIR = $(datadir)/$(EXTENSION_NAME)/python
 VENV ?= $(CURDIR)/.venv
 PYTHON ?= $(VENV)/bin/python
@@ -47,7 +46,7 @@ install-python:
 	$(PYTHON) -m pip install --quiet --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
 		. "psycopg==$(PSYCOPG_VERSION)" "psycopg-binary==$(PSYCOPG_VERSION)" \
-		'typing-extensions>=4.6' 'setproctitle>=1.3'
+		'typing-extensions>=4.6' 'setproctitle>=1.3' 'prometheus-client>=0.20'
 	chmod -R a+rX '$(DESTDIR)$(SERVER_PYDIR)'
 
 .PHONY: bootstrap demo test lint check

@@ -12,7 +12,7 @@ quiet() {  # run a step; show its output only when it fails
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-plpython3-15
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-          python3-sqlparse python3-venv make)
+          python3-venv make)
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
 
@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ]; then
     rm -rf .venv
     quiet "$PY" -m venv .venv
     quiet .venv/bin/pip install --disable-pip-version-check --upgrade pip
-    quiet .venv/bin/pip install --disable-pip-version-check -e '.[dev]'
+    quiet .venv/bin/pip install --disable-pip-version-check -e '.[dev,ops]'
     touch "$stamp"
 fi
 

@@ -31,9 +31,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     daemon.reset_signals()
     if args.detach:
         daemon.detach(args.log_file or os.devnull)
-    daemon.configure_logging(args.log_level)
+    daemon.configure_logging(args.log_level, args.log_format)
     daemon.set_title()
-    supervisor = Supervisor(args.dsn)
+    supervisor = Supervisor(args.dsn, metrics_address=args.metrics_address)
     supervisor.install_signal_handlers()
     return supervisor.run()
 
@@ -41,7 +41,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import show_status
 
-    return show_status(args.dsn or "", watch=args.watch, interval=args.interval)
+    if args.watch or args.once:
+        from . import conninfo
+        from .screen import show_screen
+
+        dsn = args.dsn or ""
+        title = f"pg_follower_py  {conninfo.redact(dsn)}" if dsn else "pg_follower_py"
+        return show_screen(dsn, title, interval=args.interval, once=args.once)
+    return show_status(args.dsn or "", watch=False, interval=args.interval)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -106,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    worker.add_argument(
+        "--log-format",
+        default=os.environ.get("PG_FOLLOWER_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object per line for log shippers (default: $PG_FOLLOWER_LOG_FORMAT,"
+        " else text)",
+    )
+    worker.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        default=os.environ.get("PG_FOLLOWER_METRICS_ADDRESS"),
+        help="serve Prometheus metrics there (default: $PG_FOLLOWER_METRICS_ADDRESS, then"
+        " the database's pg_follower_py.metrics_address setting; else none)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     status = sub.add_parser("status", help="show follow_status of a downstream database")
@@ -114,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_dsn_default(),
         help="the downstream database (default: $PG_FOLLOWER_DSN, then libpq's)",
     )
-    status.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    status.add_argument(
+        "--watch", action="store_true", help="a live screen, refreshed until interrupted"
+    )
+    status.add_argument(
+        "--once", action="store_true", help="one frame of the live screen, then exit"
+    )
     status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     status.set_defaults(func=cmd_status)
 

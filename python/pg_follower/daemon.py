@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import sys
+from datetime import UTC, datetime
 
 from . import APPLICATION_NAME
 
@@ -52,5 +55,53 @@ def detach(log_file: str) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+# Belt and braces: messages are written without passwords, but a library's
+# message quoting a conninfo or URI must not leak one either.
+_SECRETS = (
+    (re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.I), r"\1***"),
+    (re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.I), r"\1***@"),
+)
+# Attributes of every LogRecord: anything else came from ``extra=``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_THREAD_PREFIXES = ("sub-", "reader-")  # pipeline and stream reader threads are named so
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, pid, then the
+    subscription (from ``extra=`` or the thread's name), lsn and other extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+            "pid": record.process,
+        }
+        thread = record.threadName or ""
+        for prefix in _THREAD_PREFIXES:
+            if thread.startswith(prefix):
+                event["subscription"] = thread[len(prefix) :]
+        for key, value in vars(record).items():
+            if key not in _STANDARD and value is not None:
+                event[key] = value if isinstance(value, int | float | bool) else scrub(str(value))
+        if record.exc_info:
+            event["exception"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(event, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])

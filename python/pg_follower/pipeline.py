@@ -73,6 +73,7 @@ class Status:
     tables_total: int | None = None
     rows_copied: int = 0
     rows_total: int | None = None
+    errors: int = 0  # recorded since the worker started (metrics)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,9 +155,10 @@ class SubscriptionRunner(threading.Thread):
     ) -> None:
         if self.stop_event.is_set():
             return  # errors from tearing down on request are not errors
-        logger.error("subscription %s: %s", self.config.name, message)
+        logger.error("subscription %s: %s", self.config.name, message, extra={"lsn": lsn})
         st = self.status
         st.state = "error"
+        st.errors += 1
         st.last_error = message
         st.last_error_at = datetime.now(UTC)
         st.error_lsn = lsn
@@ -270,7 +272,12 @@ class SubscriptionRunner(threading.Thread):
         progress = Progress(position)
         spool = Spool(spool_directory(cfg.slot_name))
         repl.start(cfg.slot_name, position, PUBLICATION)
-        logger.info("subscription %s: streaming from %s", cfg.name, lsn_to_str(position))
+        logger.info(
+            "subscription %s: streaming from %s",
+            cfg.name,
+            lsn_to_str(position),
+            extra={"lsn": lsn_to_str(position)},
+        )
         stop = threading.Event()
         reader = StreamReader(
             repl,

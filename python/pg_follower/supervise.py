@@ -31,6 +31,8 @@ logger = logging.getLogger("pg_follower.supervise")
 LOCK_KEY = (1885759088, 1)
 CHANNEL = "pg_follower_py"
 POLL_INTERVAL = 1.0
+# Where a launched worker serves metrics (ALTER DATABASE ... SET), if anywhere.
+METRICS_SETTING = "pg_follower_py.metrics_address"
 WAIT_SLICE = 0.2
 
 
@@ -45,7 +47,7 @@ class ExtensionMissing(FollowerError):
 class Supervisor:
     """Runs until SIGTERM (or ``stop()``), reconnecting to the downstream as needed."""
 
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, metrics_address: str | None = None):
         try:
             self.params = conninfo_mod.parse(dsn)
         except ConfigError as exc:
@@ -53,6 +55,8 @@ class Supervisor:
         self.dsn = dsn
         self.runners: dict[int, SubscriptionRunner] = {}
         self.stop_event = threading.Event()
+        self.metrics_address = metrics_address
+        self.metrics_started = False
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -124,12 +128,30 @@ class Supervisor:
                 [os.getpid(), __version__],
             )
             conn.execute(f"LISTEN {CHANNEL}")
+            self._start_metrics(conn)
             logger.info("serving database %r (pid %d)", conn.info.dbname, os.getpid())
             backoff.reset()
             while not self.stop_event.is_set():
                 self._reconcile(conn)
                 self._write_status(conn)
                 self._wait(conn)
+
+    def _start_metrics(self, conn: psycopg.Connection[Any]) -> None:
+        """Serve metrics on --metrics-address, else on the database's setting."""
+        if self.metrics_started:
+            return
+        self.metrics_started = True  # once: a failed bind is not retried
+        address = self.metrics_address
+        if not address:
+            row = conn.execute("SELECT current_setting(%s, true)", [METRICS_SETTING]).fetchone()
+            address = row[0] if row and row[0] else None
+        if address:
+            try:
+                from . import metrics  # prometheus-client only when asked for
+
+                metrics.serve(address, lambda: self.runners)
+            except (FollowerError, OSError, ImportError) as exc:
+                logger.warning("no metrics on %s: %s", address, exc)
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
         # Notifications wake us early; short slices bound how late we notice
@@ -157,7 +179,12 @@ class Supervisor:
         self._stop_runners(gone)
         for sub_id, config in wanted.items():
             if sub_id not in self.runners:
-                logger.info("subscription %s: starting (upstream %s)", config.name, config.upstream)
+                logger.info(
+                    "subscription %s: starting (upstream %s)",
+                    config.name,
+                    config.upstream,
+                    extra={"subscription": config.name},
+                )
                 runner = SubscriptionRunner(config, self.dsn)
                 self.runners[sub_id] = runner
                 runner.start()
@@ -165,7 +192,11 @@ class Supervisor:
     def _stop_runners(self, ids: list[int]) -> None:
         runners = [self.runners.pop(i) for i in ids if i in self.runners]
         for runner in runners:
-            logger.info("subscription %s: stopping", runner.config.name)
+            logger.info(
+                "subscription %s: stopping",
+                runner.config.name,
+                extra={"subscription": runner.config.name},
+            )
             runner.stop()
         for runner in runners:
             runner.join(timeout=10)
