@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from . import MESSAGE_PREFIX
 from .ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
@@ -312,16 +313,22 @@ class PostgresApplier:
         self.conn.commit()
 
     def take_origin(self) -> None:
-        """Make this session the one whose commits advance the origin."""
-        self.conn.execute(
-            "SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin]
-        )
-        self.conn.commit()
+        """Make this session the one whose commits advance the origin.
+
+        Not transactional: inside an open transaction (the one applied while
+        it ran upstream) it stays open, to commit with the origin's position.
+        """
+        self._origin_call("SELECT pg_catalog.pg_replication_origin_session_setup(%s)")
 
     def release_origin(self) -> None:
         """Let another session advance the origin (only one may at a time)."""
-        self.conn.execute("SELECT pg_catalog.pg_replication_origin_session_reset()")
-        self.conn.commit()
+        self._origin_call("SELECT pg_catalog.pg_replication_origin_session_reset()")
+
+    def _origin_call(self, query: str) -> None:
+        idle = self.conn.info.transaction_status == TransactionStatus.IDLE
+        self.conn.execute(query, [self.origin] if "%s" in query else None)
+        if idle:
+            self.conn.commit()  # ends only the transaction this call began
 
     def set_lock_timeout(self, timeout: str) -> None:
         """Between transactions: how long a statement may wait for a lock."""
