@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from . import MESSAGE_PREFIX
+from .apply_runs import RowRuns, RunShape, Statement, set_statement
 from .ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
 from .decode import (
     UNCHANGED_TOAST,
@@ -197,6 +198,12 @@ class Target:
     # worker's own; looked up at the first change, until DDL.
     owner: str | None = None
     owner_known: bool = False
+    # Set-based shapes by statement key (None: stays row by row), and the
+    # ones that the common changes (found by key, nothing TOASTed left out)
+    # take, found without working out the statement again.
+    runs: dict[tuple[Any, ...], RunShape | None] = field(default_factory=dict)
+    plain_update: RunShape | None = None
+    plain_delete: RunShape | None = None
 
 
 def _text(value: Value) -> str | None:
@@ -264,6 +271,7 @@ class PostgresApplier:
         self._copy_bytes = 0
         self._copy_target: Target | None = None
         self._statement = ""
+        self._rows = RowRuns(conn, origin)  # UPDATEs and DELETEs on their way
         self._types: dict[int, TypeMatch] = {}
         self._worker_role = ""  # current_user of the session, read by setup()
         self._role: str | None = None  # the SET LOCAL ROLE in force, None: the worker's
@@ -307,6 +315,9 @@ class PostgresApplier:
             # their WAL flush; the upstream hears only of what is flushed
             # (durable_position), so a crash here loses nothing upstream.
             cur.execute("SET synchronous_commit = off")
+            # Set-based statements of many rows cost enough to be compiled,
+            # for a single run: slower than interpreting them.
+            cur.execute("SET jit = off")
             cur.execute("SELECT current_user::text")
             role = cur.fetchone()
             self._worker_role = str(role[0]) if role else ""
@@ -337,7 +348,7 @@ class PostgresApplier:
 
     def flush_pending(self) -> None:
         """Write what is buffered (a run of rows) now."""
-        self._guarded(lambda _: self._flush_copy(), None)
+        self._guarded(lambda _: self._flush_pending(), None)
 
     def savepoint(self, name: str) -> None:
         self.flush_pending()
@@ -419,6 +430,7 @@ class PostgresApplier:
         self._copy_rows.clear()
         self._copy_bytes = 0
         self._copy_target = None
+        self._rows.discard()
         self._in_transaction = False
         self._skipping = False
         self._reset_group()
@@ -438,11 +450,17 @@ class PostgresApplier:
             target.info = None
             target.statements = {}
             target.owner_known = False
+            target.runs = {}
+            target.plain_update = target.plain_delete = None
 
     def _apply_error(self, exc: psycopg.Error) -> ApplyError:
         begin = self._begin
         lsn = lsn_to_str(begin.final_lsn) if begin else None
         statement = self._statement
+        failed = self._rows.pipeline.take_failed()
+        if failed is not None:  # sent earlier, failed now
+            statement = failed.query
+            lsn = lsn_to_str(failed.lsn) if failed.lsn is not None else lsn
         diag = getattr(exc, "diag", None)
         sqlstate = getattr(exc, "sqlstate", None) or "?"
         detail = getattr(diag, "message_detail", None) if diag else None
@@ -517,7 +535,7 @@ class PostgresApplier:
         """Commit the downstream transaction with the last upstream commit's position."""
         last = self._group_last
         assert last is not None
-        self._flush_copy()
+        self._flush_pending()
         self._reset_role()  # the origin functions need the worker's rights
         # Origin position and COMMIT in one round trip (simple query protocol).
         self._statement = "SELECT pg_replication_origin_xact_setup(...); COMMIT"
@@ -561,25 +579,33 @@ class PostgresApplier:
         if target.skip:
             return
         if self._copy_target is not target:
-            self._flush_copy()
+            self._flush_pending()
             self._copy_target = target
         line = _copy_line(m.new)
         self._copy_rows.append(line)
         self._copy_bytes += len(line)
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
-            self._flush_copy()
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        """Apply every buffered change: before any other kind, DDL, TRUNCATE, COMMIT.
+
+        At most one of the two buffers holds rows: each kind flushes the other first.
+        """
+        self._rows.flush()
+        self._flush_copy()
 
     def _on_insert_run(self, m: InsertRun) -> None:
         target = self._target(m.relation_id)
         if target.skip:
             return
         if self._copy_target is not target:
-            self._flush_copy()
+            self._flush_pending()
             self._copy_target = target
         self._copy_rows.extend(m.lines)
         self._copy_bytes += m.nbytes
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
-            self._flush_copy()
+            self._flush_pending()
 
     def _flush_copy(self) -> None:
         target = self._copy_target
@@ -606,6 +632,15 @@ class PostgresApplier:
             return
         self._flush_copy()
         self._run_as_owner(target)
+        # The common shape (no old tuple; TOASTed values left out are not
+        # text, so take the long way), found without working it out again.
+        plain = target.plain_update
+        if (
+            plain is not None
+            and m.old_kind is None
+            and self._rows.add_plain(plain, self._run_lsn(), m.new)
+        ):
+            return
         info = self._table_info(target)
         columns = target.relation.columns
         where, where_vals = self._identity(target, info, m.old, m.old_kind, m.new)
@@ -630,7 +665,7 @@ class PostgresApplier:
             # Nothing to write; still check the row is there.
             key: tuple[Any, ...] = ("F", where)
             query = self._statement_for(target, key, lambda: self._find_sql(target, info, where))
-            self._execute_one(query, where_vals, target, "UPDATE")
+            self._execute_one(query, where_vals, target, "UPDATE", where, where_vals)
         elif any(info.column(c).identity_always for c in set_cols):
             # An UPDATE cannot set a GENERATED ALWAYS identity column: move the row.
             key = ("M", tuple(changed), where)
@@ -639,13 +674,18 @@ class PostgresApplier:
             )
             new = dict(zip(set_cols, set_vals, strict=True))
             moved = [new[n] for n in _move_columns(info, set_cols) if n in new]
-            self._execute_one(query, where_vals + moved, target, "UPDATE")
+            self._execute_one(query, where_vals + moved, target, "UPDATE", where, where_vals)
         else:
             key = ("U", tuple(changed), where)
             query = self._statement_for(
                 target, key, lambda: self._update_sql(target, info, set_cols, where)
             )
-            self._execute_one(query, set_vals + where_vals, target, "UPDATE")
+            shape = self._run_shape(target, info, key, query, set_cols, where)
+            if shape is None or not self._add_to_run(shape, set_vals + where_vals):
+                self._execute_one(query, set_vals + where_vals, target, "UPDATE", where, where_vals)
+            elif m.old_kind is None and UNCHANGED_TOAST not in m.new:
+                # Every such change of this table has this shape.
+                target.plain_update = shape
 
     def _on_delete(self, m: Delete) -> None:
         target = self._target(m.relation_id)
@@ -653,13 +693,24 @@ class PostgresApplier:
             return
         self._flush_copy()
         self._run_as_owner(target)
+        plain = target.plain_delete
+        if (
+            plain is not None
+            and m.old_kind == "K"
+            and self._rows.add_plain(plain, self._run_lsn(), m.old)
+        ):
+            return
         if m.old is None:
             raise ProtocolError(f"DELETE on {target.relation.name} without an old tuple")
         info = self._table_info(target)
         where, where_vals = self._identity(target, info, m.old, m.old_kind, None)
         key = ("D", where)
         query = self._statement_for(target, key, lambda: self._delete_sql(target, info, where))
-        self._execute_one(query, where_vals, target, "DELETE")
+        shape = self._run_shape(target, info, key, query, None, where)
+        if shape is None or not self._add_to_run(shape, where_vals):
+            self._execute_one(query, where_vals, target, "DELETE", where, where_vals)
+        elif m.old_kind == "K":
+            target.plain_delete = shape
 
     def _identity(
         self,
@@ -712,6 +763,7 @@ class PostgresApplier:
         """The downstream table's columns and how to compare them; cached until DDL."""
         if target.info is not None:
             return target.info
+        self._rows.flush()  # the pipeline must be idle to read the catalog
         rel = target.relation
         self._statement = "SELECT ... FROM pg_catalog.pg_attribute (the target's columns)"
         rows = self.conn.execute(_TABLE_SQL, [rel.namespace or "pg_catalog", rel.name]).fetchall()
@@ -907,22 +959,110 @@ class PostgresApplier:
             )
         )
 
+    def _row_statement(
+        self,
+        query: str,
+        target: Target,
+        verb: str,
+        where: Where,
+        where_vals: Sequence[str | None],
+        lsn: int | None = None,
+    ) -> Statement:
+        """A statement that must touch one row; its key names the row in errors."""
+        rel = target.relation
+        names = () if where.full else tuple(n for n, null in where.columns if not null)
+        return Statement(
+            query,
+            verb,
+            f'"{rel.namespace}"."{rel.name}"',
+            lsn,
+            1,
+            names,
+            where_vals if names else (),
+        )
+
     def _execute_one(
-        self, query: str, params: Sequence[str | None], target: Target, verb: str
+        self,
+        query: str,
+        params: Sequence[str | None],
+        target: Target,
+        verb: str,
+        where: Where,
+        where_vals: Sequence[str | None],
     ) -> None:
+        """Send a one-row statement down the pipeline; its row count is checked later."""
         self._statement = query
-        cur = self.conn.execute(query, params)
-        if cur.rowcount != 1:
-            rel = target.relation
-            raise ApplyError(
-                f'{verb} found no row in "{rel.namespace}"."{rel.name}" to change:'
-                " the downstream is not the same as the upstream",
-                lsn=lsn_to_str(self._begin.final_lsn) if self._begin else None,
-                statement=query,
+        st = self._row_statement(query, target, verb, where, where_vals, self._run_lsn())
+        self._rows.one(st, params)
+
+    def _run_lsn(self) -> int | None:
+        return self._begin.final_lsn if self._begin else None
+
+    def _add_to_run(self, shape: RunShape, params: Sequence[str | None]) -> bool:
+        """Put a change in the set-based run of its shape; False: it goes row by row."""
+        lsn = self._run_lsn()
+        if self._rows.row_by_row(lsn):
+            return False
+        self._statement = shape.set_query
+        self._rows.add(shape, lsn, params)
+        return True
+
+    def _run_shape(
+        self,
+        target: Target,
+        info: TableInfo,
+        key: tuple[Any, ...],
+        query: str,
+        set_cols: Sequence[str] | None,
+        where: Where,
+    ) -> RunShape | None:
+        """The set-based shape of an UPDATE (``set_cols``) or DELETE, cached."""
+        if key in target.runs:
+            return target.runs[key]
+        shape = None
+        set_query = self._set_sql(target, info, set_cols, where)
+        if set_query:
+            verb = "DELETE" if set_cols is None else "UPDATE"
+            names = [c.name for c in target.relation.columns]
+            where_names = [name for name, _null in where.columns]
+            shape = RunShape(
+                row=self._row_statement(query, target, verb, where, (), lsn=None),
+                set_query=set_query,
+                key_from=len(set_cols or ()),
+                value_columns=tuple(names.index(n) for n in [*(set_cols or ()), *where_names]),
             )
+        target.runs[key] = shape
+        return shape
+
+    def _set_sql(
+        self, target: Target, info: TableInfo, set_cols: Sequence[str] | None, where: Where
+    ) -> str:
+        """The set-based UPDATE (``set_cols``) or DELETE for a run of one shape;
+        "" for shapes that stay row by row: a full-row identity (duplicates,
+        text-form matching), a NULL or a type without equality in the key, a
+        key change."""
+        key_names = [name for name, _null in where.columns]
+        if where.full or any(null for _name, null in where.columns):
+            return ""
+        if set_cols is not None and set(set_cols) & set(key_names):
+            return ""
+        keys = []
+        for name in key_names:
+            match = info.column(name)
+            if match.equality is None or match.type_name is None:
+                return ""
+            keys.append((self._ident(name), match.equality, match.type_name))
+        sets = []
+        for name in set_cols or ():
+            type_name = info.column(name).type_name
+            if type_name is None:
+                return ""
+            sets.append((self._ident(name), type_name))
+        verb = "DELETE" if set_cols is None else "UPDATE"
+        return self._render(set_statement(verb, self._table_sql(target, info), sets, keys))
 
     def _on_truncate(self, m: Truncate) -> None:
-        self._flush_copy()
+        self._flush_pending()
         targets = [t for t in (self._target(r) for r in m.relation_ids) if not t.skip]
         if not targets:
             return
@@ -948,6 +1088,7 @@ class PostgresApplier:
         superuser or the worker's own role (then None: no switch, no cost)."""
         if target.owner_known:
             return target.owner
+        self._rows.flush()  # the pipeline must be idle to read the catalog
         rel = target.relation
         row = self.conn.execute(
             "SELECT r.rolname::text, r.rolsuper FROM pg_catalog.pg_class c"
@@ -966,6 +1107,7 @@ class PostgresApplier:
         """SET LOCAL ROLE to ``role`` (None: back to the worker's), if not in force."""
         if role == self._role:
             return
+        self._rows.flush()  # what is buffered runs as the role it was buffered under
         self.conn.execute(
             "SELECT pg_catalog.set_config('role', %s, true)", [role if role else "none"]
         )
@@ -1009,7 +1151,7 @@ class PostgresApplier:
     def _replay_ddl_row(self, target: Target, m: Insert) -> None:
         """Replay one row of pgfollower.ddl_queue (written only by the upstream's
         capture), under the upstream's search_path and as the role that ran it."""
-        self._flush_copy()
+        self._flush_pending()
         self._reset_role()
         lsn = lsn_to_str(self._begin.final_lsn) if self._begin else None
         row = {c.name: _text(v) for c, v in zip(target.relation.columns, m.new, strict=True)}
