@@ -37,6 +37,7 @@ from .decode import (
     StreamStart,
     StreamStop,
     XLogData,
+    decode_message,
     insert_copy_line,
     lsn_to_str,
     parse_copy_data,
@@ -295,6 +296,7 @@ _XLOGDATA_LSNS = struct.Struct("!QQ")
 _XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
 _INSERT = ord("I")
+_ROW_CHANGES = frozenset(b"IUD")
 INTERNAL_SCHEMA = "pgfollower"  # the extension's own tables (apply.py skips them)
 
 
@@ -365,7 +367,8 @@ class StreamReader(threading.Thread):
             payload = buf[_XLOGDATA_HEAD:]
             decoder = self.decoder
             xid = decoder.stream_xid
-            if xid is not None and xid == self.parallel_xid and payload[0] == _INSERT:
+            kind = payload[0]
+            if xid is not None and xid == self.parallel_xid and kind in _ROW_CHANGES:
                 # the hot path of a big transaction applied while open
                 if wal_end > progress.received_lsn:
                     progress.received_lsn = wal_end
@@ -374,7 +377,11 @@ class StreamReader(threading.Thread):
                 subxid = decoder.stream_change_xid(payload)
                 assert subxid is not None
                 self.spool.write(subxid, payload)
-                self._insert(payload, True, xid, subxid)
+                if kind == _INSERT:
+                    self._insert(payload, True, xid, subxid)
+                else:  # an Update or Delete: no stream state to follow
+                    change = decode_message(payload, in_stream=True)
+                    self._put(StreamedChange(xid, subxid, change), len(payload))
                 return
             self._handle_wal(data_start, wal_end, payload)
             return

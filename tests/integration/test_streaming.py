@@ -290,3 +290,27 @@ def test_sigkill_while_a_streamed_transaction_is_applied(pair: Pair) -> None:
         )
         == 0
     )
+
+
+def test_a_transaction_applied_while_open_commits_with_its_position(pair: Pair) -> None:
+    """Its data and the origin's position commit together: a worker killed
+    right after it applies nothing twice."""
+    stream_small_transactions(pair)
+    pair.follow()
+    pair.up.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
+    pair.caught_up()
+    before = pair.up.scalar("SELECT pg_current_wal_lsn()")
+    pair.up.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, %s) g", [ROWS])
+    pair.caught_up(120)
+    assert streamed_transactions(pair) == 1
+    origin_at = pair.down.scalar(
+        "SELECT remote_lsn FROM pg_replication_origin_status s"
+        " JOIN pgfollower.subscription sub ON sub.origin_name = s.external_id"
+    )
+    assert pair.up.scalar("SELECT %s::pg_lsn > %s::pg_lsn", [origin_at, before])
+    pair.kill_worker(signal.SIGKILL)
+    assert pair.down.scalar("SELECT start_follow_worker()") is not None
+    pair.up.execute("INSERT INTO big VALUES (0, 'after')")
+    pair.caught_up(120)
+    assert assert_same(pair, "big") == ROWS + 1
+    assert pair.status()["state"] == "streaming"
