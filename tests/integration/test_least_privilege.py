@@ -45,7 +45,9 @@ def _other_sessions(conn: psycopg.Connection[Any], mine: list[int]) -> list[tupl
     ).fetchall()
 
 
-def test_a_worker_role_that_is_not_superuser_follows(pair: Pair) -> None:
+def _roles(pair: Pair) -> tuple[str, str]:
+    """The worker's role (downstream only, with the README's grants) and an
+    ordinary role on both sides that it is a member of downstream."""
     suffix = pair.up.dbname[2:]
     applier, app = f"applier_{suffix}", f"app_{suffix}"
     pair.down.execute(f"CREATE ROLE {applier} LOGIN")
@@ -54,6 +56,11 @@ def test_a_worker_role_that_is_not_superuser_follows(pair: Pair) -> None:
         node.execute(f"GRANT CREATE ON SCHEMA public TO {app}")
     for grant in _DOWNSTREAM_GRANTS:
         pair.down.execute(grant.format(r=applier, owner=app))
+    return applier, app
+
+
+def test_a_worker_role_that_is_not_superuser_follows(pair: Pair) -> None:
+    applier, app = _roles(pair)
     with psycopg.connect(pair.up.cluster.dsn(pair.up.dbname, user=app), autocommit=True) as up:
         up.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
         up.execute("INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 100) g")
@@ -110,3 +117,32 @@ def test_a_worker_role_that_is_not_superuser_follows(pair: Pair) -> None:
     assert not pair.up.rows(
         "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
     )
+
+
+def test_superusers_tables_and_ddl_with_a_worker_that_is_not_superuser(pair: Pair) -> None:
+    """The documented limit: a superuser's table is applied to with grants
+    (no copy), a superuser's DDL is an apply error naming the role."""
+    applier, _app = _roles(pair)
+    for node in (pair.up, pair.down):
+        node.execute("CREATE TABLE admin_t (id int PRIMARY KEY, v text)")
+    pair.down.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON admin_t TO {applier}")
+    down_dsn = pair.down.cluster.dsn(pair.down.dbname, user=applier)
+    with psycopg.connect(down_dsn, autocommit=True) as down:
+        down.execute("SELECT start_follow(%s, 'default', false)", [pair.up.dsn])
+        wait_until(
+            lambda: pair.status().get("state") == "streaming", 60, lambda: str(pair.status())
+        )
+        pair.up.execute("INSERT INTO admin_t VALUES (1, 'one'), (2, 'two')")
+        pair.up.execute("UPDATE admin_t SET v = 'uno' WHERE id = 1")
+        pair.up.execute("DELETE FROM admin_t WHERE id = 2")
+        pair.caught_up(30)
+        assert pair.down.rows("SELECT * FROM admin_t") == [(1, "uno")]
+
+        pair.up.execute("ALTER TABLE admin_t ADD COLUMN n int")  # as postgres
+        wait_until(lambda: pair.status().get("last_error"), 30, lambda: str(pair.status()))
+        error = pair.status()["last_error"]
+        assert "postgres" in error, error
+        assert (
+            pair.down.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [applier]) is False
+        )
+        down.execute("SELECT stop_follow()")
