@@ -141,8 +141,11 @@ def test_superusers_tables_and_ddl_with_a_worker_that_is_not_superuser(pair: Pai
         pair.up.execute("ALTER TABLE admin_t ADD COLUMN n int")  # as postgres
         wait_until(lambda: pair.status().get("last_error"), 30, lambda: str(pair.status()))
         error = pair.status()["last_error"]
-        assert "postgres" in error, error
+        assert 'permission denied to set role "postgres"' in error, error
         assert (
             pair.down.scalar("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [applier]) is False
         )
-        down.execute("SELECT stop_follow()")
+        # No stop_follow here: one called while the worker restarts after the
+        # error can race with it (the worker made the slot again, and a later
+        # subscription found a position but no slot); the fixture kills the
+        # worker first, then drops the slot and the origin.
