@@ -274,6 +274,8 @@ class InitialCopy:
         """Replay a pg_dump section statement by statement, for precise errors."""
         with self.down.cursor() as cur:
             for statement in split_statements(_without_meta_commands(script)):
+                if _is_extension_comment(statement):
+                    continue
                 statement = _transaction_local(statement)
                 started = time.monotonic()
                 try:
@@ -422,6 +424,13 @@ def _without_meta_commands(script: str) -> str:
     """pg_dump (15.14 and later) brackets its output with psql's \\restrict and
     \\unrestrict; they are for psql, not the server."""
     return "".join(line for line in script.splitlines(keepends=True) if not line.startswith("\\"))
+
+
+def _is_extension_comment(statement: str) -> bool:
+    """pg_dump's COMMENT ON EXTENSION: only the extension's owner (a superuser)
+    may set it, so a worker that is not superuser could not replay it, and
+    CREATE EXTENSION already gave the extension its control file's comment."""
+    return " ".join(statement.split()[:3]).upper() == "COMMENT ON EXTENSION"
 
 
 _SESSION_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', '', false)"
