@@ -10,3 +10,6 @@ __version__ = "0.1.0"
 PUBLICATION = "pg_follower_py"
 MESSAGE_PREFIX = "pg_follower_py"
 APPLICATION_NAME = "pg_follower worker"
+# The extension's own schema: its tables are published like any other, and
+# never applied (but for the DDL queue, whose rows are the DDL to replay).
+INTERNAL_SCHEMA = "pgfollower"

@@ -15,7 +15,6 @@ triggers, defaults and expressions run with the owner's rights.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from . import MESSAGE_PREFIX
+from . import INTERNAL_SCHEMA, MESSAGE_PREFIX
 from .apply_runs import RowRuns, RunShape, Statement, set_statement
 from .ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
 from .decode import (
@@ -43,6 +42,7 @@ from .decode import (
     Truncate,
     Type,
     Update,
+    copy_line,
     lsn_to_str,
     pg_timestamp_to_datetime,
     str_to_lsn,
@@ -51,10 +51,7 @@ from .errors import ApplyError, ProtocolError, first_line
 
 logger = logging.getLogger("pg_follower.apply")
 
-# The extension's own tables are published like any other; never apply them,
-# except the DDL queue, whose Inserts are replayed.
-INTERNAL_SCHEMA = "pgfollower"
-DDL_QUEUE = "ddl_queue"
+DDL_QUEUE = "ddl_queue"  # in INTERNAL_SCHEMA: its Inserts are the DDL to replay
 COPY_BATCH_ROWS = 5000
 COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays bounded
 # A run of upstream transactions already queued is applied as one downstream
@@ -214,34 +211,6 @@ def _text(value: Value) -> str | None:
     raise ProtocolError(f"unexpected value {value!r} in a text-format tuple")
 
 
-_COPY_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
-
-
-def _copy_field(value: Value) -> bytes:
-    if value is None:
-        return b"\\N"
-    if not isinstance(value, bytes):
-        raise ProtocolError(f"unexpected value {value!r} in an inserted row")
-    for raw, escaped in _COPY_ESCAPES:
-        if raw in value:
-            value = value.replace(raw, escaped)
-    return value
-
-
-_COPY_SPECIAL = re.compile(rb"[\\\t\n\r]")
-
-
-def _copy_line(values: Sequence[Value]) -> bytes:
-    """One row in COPY's text format."""
-    try:
-        # The common row: text values, no NULL, nothing to escape; all in C.
-        if _COPY_SPECIAL.search(b"".join(values)) is None:  # type: ignore[arg-type]
-            return b"\t".join(values) + b"\n"  # type: ignore[arg-type]
-    except TypeError:  # a NULL (None) or a non-text value
-        pass
-    return b"\t".join([_copy_field(v) for v in values]) + b"\n"
-
-
 class PostgresApplier:
     """Applies one subscription's transactions on a downstream connection."""
 
@@ -343,7 +312,7 @@ class PostgresApplier:
 
     def set_lock_timeout(self, timeout: str) -> None:
         """Between transactions: how long a statement may wait for a lock."""
-        self.conn.execute(f"SET lock_timeout = {_quote(timeout)}")
+        self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
         self.conn.commit()
 
     def flush_pending(self) -> None:
@@ -352,12 +321,14 @@ class PostgresApplier:
 
     def savepoint(self, name: str) -> None:
         self.flush_pending()
-        self._guarded(lambda _: self.conn.execute(f"SAVEPOINT {_ident(name)}"), None)
+        savepoint = sql.SQL("SAVEPOINT {}").format(sql.Identifier(name))
+        self._guarded(lambda _: self.conn.execute(savepoint), None)
 
     def rollback_to(self, name: str) -> None:
         """Undo what was applied since the savepoint (a subtransaction aborted)."""
         self.flush_pending()
-        self._guarded(lambda _: self.conn.execute(f"ROLLBACK TO SAVEPOINT {_ident(name)}"), None)
+        rollback = sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name))
+        self._guarded(lambda _: self.conn.execute(rollback), None)
         self._forget_catalog()
 
     @property
@@ -417,7 +388,7 @@ class PostgresApplier:
         Flushes the WAL as far as the origin's last commit; only between
         downstream transactions.
         """
-        if self._group_last is not None or self._in_transaction:
+        if not self.idle:
             return None
         row = self.conn.execute(
             "SELECT pg_catalog.pg_replication_origin_session_progress(true)::text"
@@ -578,14 +549,8 @@ class PostgresApplier:
             return
         if target.skip:
             return
-        if self._copy_target is not target:
-            self._flush_pending()
-            self._copy_target = target
-        line = _copy_line(m.new)
-        self._copy_rows.append(line)
-        self._copy_bytes += len(line)
-        if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
-            self._flush_pending()
+        line = copy_line(m.new)
+        self._buffer_rows(target, [line], len(line))
 
     def _flush_pending(self) -> None:
         """Apply every buffered change: before any other kind, DDL, TRUNCATE, COMMIT.
@@ -597,13 +562,16 @@ class PostgresApplier:
 
     def _on_insert_run(self, m: InsertRun) -> None:
         target = self._target(m.relation_id)
-        if target.skip:
-            return
+        if not target.skip:
+            self._buffer_rows(target, m.lines, m.nbytes)
+
+    def _buffer_rows(self, target: Target, lines: list[bytes], nbytes: int) -> None:
+        """Inserted rows (COPY lines) into the run for ``target``, flushed when full."""
         if self._copy_target is not target:
             self._flush_pending()
             self._copy_target = target
-        self._copy_rows.extend(m.lines)
-        self._copy_bytes += m.nbytes
+        self._copy_rows.extend(lines)
+        self._copy_bytes += nbytes
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
             self._flush_pending()
 
@@ -1224,14 +1192,6 @@ def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:
     """The columns a moved row is inserted with: every stored one downstream."""
     names = [n for n, c in info.columns.items() if not c.generated]
     return names + [c for c in set_cols if c not in info.columns]
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _ignore(_message: object) -> None:

@@ -6,7 +6,7 @@ import enum
 import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeAlias
@@ -412,6 +412,25 @@ def copy_escape(value: bytes) -> bytes:
         if raw in value:
             value = value.replace(raw, escaped)
     return value
+
+
+def copy_line(values: Sequence[Value]) -> bytes:
+    """A decoded row as one line of COPY's text format."""
+    try:
+        # The common row: text values, no NULL, nothing to escape; all in C.
+        if _COPY_SPECIAL.search(b"".join(values)) is None:  # type: ignore[arg-type]
+            return b"\t".join(values) + b"\n"  # type: ignore[arg-type]
+    except TypeError:  # a NULL (None) or a non-text value
+        pass
+    return b"\t".join([_copy_field(v) for v in values]) + b"\n"
+
+
+def _copy_field(value: Value) -> bytes:
+    if value is None:
+        return _COPY_NULL
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"unexpected value {value!r} in an inserted row")
+    return copy_escape(value)
 
 
 def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:

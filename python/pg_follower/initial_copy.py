@@ -38,9 +38,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import PUBLICATION, copy_pump
+from . import INTERNAL_SCHEMA, PUBLICATION, copy_pump
 from . import conninfo as conninfo_mod
-from .apply import INTERNAL_SCHEMA
 from .ddl import split_statements
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
 from .stream import _literal, worker_conninfo

@@ -22,7 +22,7 @@ from typing import TypeAlias
 import psycopg
 from psycopg import pq
 
-from . import APPLICATION_NAME
+from . import APPLICATION_NAME, INTERNAL_SCHEMA
 from . import conninfo as conninfo_mod
 from .decode import (
     Begin,
@@ -296,8 +296,7 @@ _XLOGDATA_LSNS = struct.Struct("!QQ")
 _XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
 _INSERT = ord("I")
-_ROW_CHANGES = frozenset(b"IUD")
-INTERNAL_SCHEMA = "pgfollower"  # the extension's own tables (apply.py skips them)
+_UPDATE_DELETE = frozenset(b"UD")
 
 
 class StreamReader(threading.Thread):
@@ -365,24 +364,6 @@ class StreamReader(threading.Thread):
             # the common case, without an XLogData object
             data_start, wal_end = _XLOGDATA_LSNS.unpack_from(buf, 1)
             payload = buf[_XLOGDATA_HEAD:]
-            decoder = self.decoder
-            xid = decoder.stream_xid
-            kind = payload[0]
-            if xid is not None and xid == self.parallel_xid and kind in _ROW_CHANGES:
-                # the hot path of a big transaction applied while open
-                if wal_end > progress.received_lsn:
-                    progress.received_lsn = wal_end
-                if wal_end > progress.upstream_lsn:
-                    progress.upstream_lsn = wal_end
-                subxid = decoder.stream_change_xid(payload)
-                assert subxid is not None
-                self.spool.write(subxid, payload)
-                if kind == _INSERT:
-                    self._insert(payload, True, xid, subxid)
-                else:  # an Update or Delete: no stream state to follow
-                    change = decode_message(payload, in_stream=True)
-                    self._put(StreamedChange(xid, subxid, change), len(payload))
-                return
             self._handle_wal(data_start, wal_end, payload)
             return
         frame = parse_copy_data(buf)
@@ -435,8 +416,13 @@ class StreamReader(threading.Thread):
             self.spool.write(subxid, payload)
             if xid == self.parallel_xid:
                 # Applied while open: to the applier now too.
-                if payload[0] == _INSERT:
+                kind = payload[0]
+                if kind == _INSERT:
                     self._insert(payload, True, xid, subxid)
+                    return
+                if kind in _UPDATE_DELETE:  # no stream state to follow
+                    change = decode_message(payload, in_stream=True)
+                    self._put(StreamedChange(xid, subxid, change), len(payload))
                     return
                 change = decoder.decode(payload)
                 self._put(StreamedChange(xid, subxid, change), len(payload))
@@ -526,12 +512,15 @@ class StreamReader(threading.Thread):
         if self._batch_bytes >= BATCH_BYTES:
             self._flush_batch()
 
-    def _end_run(self) -> None:
+    def _take_run(self) -> None:
+        """The run of inserted rows into the batch (a new one follows)."""
         run, self._run = self._run, None
-        if run is None:
-            return
-        xid, subxid, _ = self._run_key
-        self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+        if run is not None:
+            xid, subxid, _ = self._run_key
+            self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+
+    def _end_run(self) -> None:
+        self._take_run()
         if len(self._batch) >= BATCH_ITEMS:
             self._flush_batch()
 
@@ -544,10 +533,7 @@ class StreamReader(threading.Thread):
             self._flush_batch()
 
     def _flush_batch(self) -> None:
-        if self._run is not None:
-            run, self._run = self._run, None  # handed over as it is; a new one follows
-            xid, subxid, _ = self._run_key
-            self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
+        self._take_run()
         batch, nbytes = self._batch, self._batch_bytes
         if not batch:
             return

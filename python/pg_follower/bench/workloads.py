@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .runner import Options, Run
+    from .runner import Options, PgbenchResult, Run
 
 Figures = dict[str, Any]  # "seconds" and "count" (of the unit), plus extras
 
@@ -84,18 +84,22 @@ def _per_client(run: Run) -> int:
     return max(1, round(run.size / 4))
 
 
+def _pgbench_figures(result: PgbenchResult, visible: float) -> Figures:
+    """A pgbench run's figures: start to caught up, and how far behind its end."""
+    return {
+        "seconds": visible - result.started,
+        "count": result.transactions,
+        "behind_seconds": visible - result.ended,
+        "pgbench_seconds": result.ended - result.started,
+        "pgbench_tps": result.tps,
+    }
+
+
 def _pgbench_measure(script: str | None) -> Callable[[Run], Figures]:
     def measure(run: Run) -> Figures:
         args = ["-n", *CLIENTS, "-t", str(_per_client(run))]
         result = run.pgbench(args, script)
-        visible = run.caught_up()
-        return {
-            "seconds": visible - result.started,
-            "count": result.transactions,
-            "behind_seconds": visible - result.ended,
-            "pgbench_seconds": result.ended - result.started,
-            "pgbench_tps": result.tps,
-        }
+        return _pgbench_figures(result, run.caught_up())
 
     return measure
 
@@ -145,11 +149,7 @@ def _oltp_measure(run: Run) -> Figures:
     finally:
         lag = sampler.stop()
     return {
-        "seconds": visible - result.started,
-        "count": result.transactions,
-        "behind_seconds": visible - result.ended,
-        "pgbench_seconds": result.ended - result.started,
-        "pgbench_tps": result.tps,
+        **_pgbench_figures(result, visible),
         "rate": run.options.oltp_rate,
         "lag_p50": lag.p50,
         "lag_p99": lag.p99,
