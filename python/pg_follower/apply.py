@@ -39,6 +39,7 @@ from .decode import (
     Message,
     Origin,
     Relation,
+    RowRun,
     Truncate,
     Type,
     Update,
@@ -250,6 +251,7 @@ class PostgresApplier:
             Relation: self._on_relation,
             Insert: self._on_insert,
             InsertRun: self._on_insert_run,
+            RowRun: self._on_row_run,
             Update: self._on_update,
             Delete: self._on_delete,
             Truncate: self._on_truncate,
@@ -593,6 +595,32 @@ class PostgresApplier:
         rows.clear()
         self._copy_bytes = 0
         self._copy_target = None
+
+    def _on_row_run(self, m: RowRun) -> None:
+        """The reader's run of plain UPDATEs or DELETEs: each row as its own
+        message would be, without making one (``_on_update``/``_on_delete``
+        take the rows the set-based shape of the table cannot)."""
+        target = self._target(m.relation_id)
+        if target.skip:
+            return
+        rows, deleting, relation_id = m.rows, m.deleting, m.relation_id
+        i, n = 0, len(rows)
+        while i < n:
+            plain = target.plain_delete if deleting else target.plain_update
+            if plain is not None:
+                self._flush_copy()
+                self._run_as_owner(target)
+                add, lsn = self._rows.add_plain, self._run_lsn()
+                while i < n and add(plain, lsn, rows[i]):
+                    i += 1
+                if i == n:
+                    return
+            row = rows[i]
+            i += 1
+            if deleting:
+                self._on_delete(Delete(None, relation_id, "K", row))
+            else:
+                self._on_update(Update(None, relation_id, None, None, row))
 
     def _on_update(self, m: Update) -> None:
         target = self._target(m.relation_id)

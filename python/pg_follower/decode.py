@@ -224,6 +224,23 @@ class InsertRun:
     nbytes: int
 
 
+@dataclass(slots=True)
+class RowRun:
+    """Consecutive 'U' messages with no old tuple, or 'D' messages by key, for
+    one relation: their tuples only.
+
+    Not a pgoutput message: the reader's shortcut for bulk UPDATEs and
+    DELETEs, as ``InsertRun`` is for inserts (``row_change``). Each row means
+    ``Update(None, relation_id, None, None, row)`` or ``Delete(None,
+    relation_id, "K", row)``.
+    """
+
+    relation_id: int
+    deleting: bool
+    rows: list[Row]
+    nbytes: int
+
+
 @dataclass(slots=True)  # not frozen: made once a row, and frozen costs 4x
 class Update:
     """'U': a changed row; ``old`` comes only if the key changed ('K') or identity is FULL ('O')."""
@@ -311,6 +328,7 @@ Message: TypeAlias = (
     | Type
     | Insert
     | InsertRun
+    | RowRun
     | Update
     | Delete
     | Truncate
@@ -431,6 +449,26 @@ def _copy_field(value: Value) -> bytes:
     if not isinstance(value, bytes):
         raise ProtocolError(f"unexpected value {value!r} in an inserted row")
     return copy_escape(value)
+
+
+def row_change(buf: bytes, in_stream: bool) -> tuple[int, Row] | None:
+    """A 'U' message with no old tuple or a 'D' message by key: its relation
+    and its one tuple. None for any other shape, or a malformed message
+    (which ``decode_message`` then reports)."""
+    pos = 5 if in_stream else 1
+    try:
+        (relation_id,) = _U32.unpack_from(buf, pos)
+        if buf[pos + 4] != (_NEW_TUPLE if buf[0] == _UPDATE else _KEY_TUPLE):
+            return None
+        row, end = _tuple(buf, pos + 5)
+    except (struct.error, IndexError, ProtocolError):
+        return None
+    return (relation_id, row) if end == len(buf) else None
+
+
+_UPDATE: Final = ord("U")
+_NEW_TUPLE: Final = ord("N")
+_KEY_TUPLE: Final = ord("K")
 
 
 def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:

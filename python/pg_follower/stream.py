@@ -32,6 +32,7 @@ from .decode import (
     Keepalive,
     Message,
     Relation,
+    RowRun,
     StreamAbort,
     StreamCommit,
     StreamStart,
@@ -41,6 +42,7 @@ from .decode import (
     insert_copy_line,
     lsn_to_str,
     parse_copy_data,
+    row_change,
     standby_status_update,
     str_to_lsn,
 )
@@ -296,6 +298,7 @@ _XLOGDATA_LSNS = struct.Struct("!QQ")
 _XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
 _INSERT = ord("I")
+_DELETE = ord("D")
 _UPDATE_DELETE = frozenset(b"UD")
 
 
@@ -331,8 +334,9 @@ class StreamReader(threading.Thread):
         # queue hand-over (lock, wake-up) for many rows instead of one each.
         self._batch: Batch = []
         self._batch_bytes = 0
-        self._run: InsertRun | None = None  # inserted rows not yet in the batch
-        self._run_key: tuple[int | None, int | None, int] = (None, None, 0)
+        # rows of one kind and relation not yet in the batch, and their (xid, subxid)
+        self._run: InsertRun | RowRun | None = None
+        self._run_key: tuple[int | None, int | None] = (None, None)
         self._internal: set[int] = set()  # relation ids of the extension's own tables
 
     def run(self) -> None:
@@ -421,6 +425,8 @@ class StreamReader(threading.Thread):
                     self._insert(payload, True, xid, subxid)
                     return
                 if kind in _UPDATE_DELETE:  # no stream state to follow
+                    if self._row_change(payload, True, xid, subxid):
+                        return
                     change = decode_message(payload, in_stream=True)
                     self._put(StreamedChange(xid, subxid, change), len(payload))
                     return
@@ -443,9 +449,13 @@ class StreamReader(threading.Thread):
                 self._relation(relation)
                 self._put(relation, len(payload))
             return
-        if payload[0] == _INSERT and not decoder.in_stream:
-            self._insert(payload, False, None, None)
-            return
+        if not decoder.in_stream:
+            kind = payload[0]
+            if kind == _INSERT:
+                self._insert(payload, False, None, None)
+                return
+            if kind in _UPDATE_DELETE and self._row_change(payload, False, None, None):
+                return
         message = decoder.decode(payload)
         if isinstance(message, StreamStart):
             if (
@@ -491,10 +501,9 @@ class StreamReader(threading.Thread):
         relation_id, line = insert_copy_line(payload, in_stream)
         run = self._run
         if (
-            run is None
+            not isinstance(run, InsertRun)
             or run.relation_id != relation_id
-            or self._run_key[1] != subxid
-            or self._run_key[0] != xid
+            or self._run_key != (xid, subxid)
             or len(run.lines) >= RUN_ROWS
         ):
             if relation_id in self._internal:
@@ -504,11 +513,40 @@ class StreamReader(threading.Thread):
                 return
             self._end_run()
             run = self._run = InsertRun(relation_id, [], 0)
-            self._run_key = (xid, subxid, relation_id)
+            self._run_key = (xid, subxid)
         run.lines.append(line)
-        n = len(line)
-        run.nbytes += n
-        self._batch_bytes += n
+        self._added_to_run(run, len(line))
+
+    def _row_change(
+        self, payload: bytes, in_stream: bool, xid: int | None, subxid: int | None
+    ) -> bool:
+        """An UPDATE with no old tuple or a DELETE by key into the run of such
+        changes for its relation; False (nothing done) for any other shape."""
+        change = row_change(payload, in_stream)
+        if change is None:
+            return False
+        relation_id, row = change
+        deleting = payload[0] == _DELETE
+        run = self._run
+        if (
+            not isinstance(run, RowRun)
+            or run.relation_id != relation_id
+            or run.deleting != deleting
+            or self._run_key != (xid, subxid)
+            or len(run.rows) >= RUN_ROWS
+        ):
+            if relation_id in self._internal:
+                return False
+            self._end_run()
+            run = self._run = RowRun(relation_id, deleting, [], 0)
+            self._run_key = (xid, subxid)
+        run.rows.append(row)
+        self._added_to_run(run, len(payload))
+        return True
+
+    def _added_to_run(self, run: InsertRun | RowRun, nbytes: int) -> None:
+        run.nbytes += nbytes
+        self._batch_bytes += nbytes
         if self._batch_bytes >= BATCH_BYTES:
             self._flush_batch()
 
@@ -516,7 +554,7 @@ class StreamReader(threading.Thread):
         """The run of inserted rows into the batch (a new one follows)."""
         run, self._run = self._run, None
         if run is not None:
-            xid, subxid, _ = self._run_key
+            xid, subxid = self._run_key
             self._batch.append(run if xid is None else StreamedChange(xid, subxid or xid, run))
 
     def _end_run(self) -> None:
