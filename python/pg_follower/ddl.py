@@ -763,14 +763,7 @@ _NESTED_HINT = (
 
 
 def _not_in_source(tag: str, identity: str, source: Source) -> Unsupported:
-    if source.nested:
-        return _NotFound(
-            f"the {tag} statement for {identity} is not in {source.where}", _NESTED_HINT
-        )
-    return _NotFound(
-        f"the {tag} statement for {identity} is not in the client's query text",
-        "Run the DDL as a plain statement, or from PL/pgSQL.",
-    )
+    return _NotFound(f"the {tag} statement for {identity} is not in {source.where}", _NESTED_HINT)
 
 
 def _create_table(firing: _Firing) -> list[dict[str, object]]:
@@ -877,9 +870,16 @@ def _replay(firing: _Firing) -> list[dict[str, object]]:
 
     def matches(stmt: _Statement) -> bool:
         name = _object_name(stmt)
-        return name is None or any(_names(name, i) for i in identities)
+        if name is None:
+            return True
+        moved = _moved_to(stmt)
+        return any(_names(name, i) or (moved is not None and moved(i)) for i in identities)
 
-    every = firing.statements(identity, lambda s: True)
+    # A top-level query's only statement of the tag is the one (some name the
+    # object differently: an index by its table); nested text is checked more
+    # tightly: every candidate cut of a call stack frame must name the object.
+    nested = firing.source.nested
+    every = firing.statements(identity, matches if nested else lambda s: True)
     found = every if len({s.text for s in every}) == 1 else [s for s in every if matches(s)]
     if len({s.text for s in found}) != 1:
         # Statements of a multi-statement query run, and fire, in order.
@@ -892,6 +892,26 @@ def _replay(firing: _Firing) -> list[dict[str, object]]:
     sql = _without_word(stmt, word) if word else stmt.text
     kind = firing.tag.lower().replace(" ", "_")
     return [firing.message(kind, identity, sql)]
+
+
+def _moved_to(stmt: _Statement) -> Callable[[str | None], bool] | None:
+    """For ... RENAME TO name and ... SET SCHEMA name (whose reported identity is
+    the new one): whether an identity is where the statement moves its object."""
+    for i, word in stmt.top_level_words():
+        if (word, stmt.word(i + 1)) not in (("rename", "to"), ("set", "schema")):
+            continue
+        new = _parse_name(stmt, i + 2)
+        if new is None or new.next != len(stmt.tokens) or len(new.parts) != 1:
+            return None
+        if word == "rename":
+            return lambda identity: _names(new, identity)
+        old = _object_name(stmt)
+        return lambda identity: (
+            old is not None
+            and (parts := _parse_identity(identity)) is not None
+            and parts[-2:] == (new.parts[0], old.parts[-1])
+        )
+    return None
 
 
 _CONSTRAINT_WORDS = frozenset(["constraint", "primary", "unique", "check", "foreign", "exclude"])
