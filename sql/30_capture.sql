@@ -155,6 +155,7 @@ BEGIN
     RETURN substr(v_rest, length(v_line) + 1);
 END
 $$;
+REVOKE ALL ON FUNCTION pgfollower.trigger_frames(text, text, text) FROM PUBLIC;
 
 -- The writers the event triggers CALL (any role's DDL fires them, so PUBLIC
 -- may execute them). They read the event trigger's report (which raises
