@@ -534,3 +534,61 @@ def test_queued_ddl_keeps_its_place_among_rows_in_subtransactions(pair: Pair) ->
         (5, 5, 7),
     ]
     _healthy(pair)
+
+
+# -- DDL inside functions ---------------------------------------------------------
+
+
+def test_ddl_in_a_security_definer_function_replays_as_its_owner(pair: Pair) -> None:
+    """current_user at the DDL is the function's owner: the session's role
+    could not become it, and need not: the writer knows its trigger called it."""
+    owner = _role(pair, "owner")
+    caller = _role(pair, "caller")
+    _grant_create(pair, owner)
+    make = (
+        "CREATE FUNCTION o_make(p text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path = public AS $$"
+        " BEGIN EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, v text)', p); END $$"
+    )
+    for node in (pair.up, pair.down):
+        with _as(node, owner) as conn:
+            conn.execute(make)
+            conn.execute(f"GRANT EXECUTE ON FUNCTION o_make(text) TO {caller}")
+    pair.follow()
+    with _as(pair.up, caller) as conn:
+        conn.execute("SELECT o_make('o_made')")
+    pair.up.execute("INSERT INTO o_made VALUES (1, 'x')")
+    pair.caught_up()
+    assert _owner(pair.down, "o_made") == owner == _owner(pair.up, "o_made")
+    assert pair.down.rows("SELECT id, v FROM o_made") == [(1, "x")]
+    _healthy(pair)
+
+
+def test_statement_text_mimicking_call_stack_frames_replays_exactly(pair: Pair) -> None:
+    """The call stack shows a statement's text with its quotes and newlines
+    unescaped; text that mimics the next frame inside a comment, a string or a
+    quoted name does not cut the statement short."""
+    mallory = _role(pair, "mallory")
+    _grant_create(pair, mallory)
+    pair.follow()
+    frame = '"\nPL/pgSQL function inline_code_block line 1 at SQL statement\nSQL statement "'
+    name = '"c' + frame.replace('"', '""') + '"'
+    with _as(pair.up, mallory) as conn:
+        conn.execute(
+            "DO $do$ BEGIN EXECUTE $q$CREATE TABLE m_t (id int PRIMARY KEY,"
+            f" a int /* {frame} */, b text DEFAULT '{frame}', {name} int)$q$; END $do$"
+        )
+        conn.execute(
+            f"DO $do$ BEGIN ALTER TABLE m_t ADD COLUMN d text DEFAULT $s${frame}$s$; END $do$"
+        )
+        conn.execute("INSERT INTO m_t (id) VALUES (1)")
+    pair.caught_up()
+    columns = (
+        "SELECT attname, format_type(atttypid, atttypmod), pg_get_expr(adbin, adrelid)"
+        " FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum"
+        " WHERE attrelid = 'm_t'::regclass AND attnum > 0 ORDER BY attnum"
+    )
+    assert pair.down.rows(columns) == pair.up.rows(columns)
+    assert len(pair.up.rows(columns)) == 5
+    assert pair.down.rows("SELECT * FROM m_t") == pair.up.rows("SELECT * FROM m_t")
+    _healthy(pair)
