@@ -1132,14 +1132,16 @@ def capture_drop(
     kept = [d for d in dropped if d.original and not _is_temp(d)]
     if not kept:
         return []
+    scs = standard_conforming_strings
+    extension = _runs_extension_script(query, scs)
+    if extension and not frames and all(_tag(s) != tag for s in _split(query, scs)):
+        return []  # a DROP of the extension's script: it runs downstream too
     handler = _DROP_HANDLERS.get(tag)
     if handler is None:
         raise _unsupported(tag, [d.object_identity for d in kept])
-    scs = standard_conforming_strings
     source = statement_source(query, frames, standard_conforming_strings=scs,
                               sql_functions=sql_functions)  # fmt: skip
     firing = _Firing(tag, source, search_path, scs, dropped=tuple(dropped))
-    extension = _runs_extension_script(query, scs)
     if extension and source.nested:
         identities = ", ".join(dict.fromkeys(d.object_identity or "?" for d in kept))
         raise Unsupported(

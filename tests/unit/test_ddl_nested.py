@@ -261,6 +261,9 @@ def test_drops_of_an_extension_script_stay_the_extensions() -> None:
     old = DroppedObject("table", "public", "old", "public.old", True, False)
     query = "ALTER EXTENSION x UPDATE TO '1.1'"
     assert capture_drop("DROP TABLE", query, [old], "public") == []
+    # whatever the object: the script's DROP OPERATOR is not refused either
+    op = DroppedObject("operator", "public", None, "public.@(hstore,hstore)", True, False)
+    assert capture_drop("DROP OPERATOR", "CREATE EXTENSION hstore", [op], "public") == []
     with pytest.raises(Unsupported) as info:
         capture_drop("DROP TABLE", query, [old], "public", frames=spi("DROP TABLE old", DO))
     assert info.value.message == (
