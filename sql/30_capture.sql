@@ -1,7 +1,9 @@
 -- DDL capture on the upstream. PL/Python cannot be an event-trigger function
 -- and cannot read pg_event_trigger_ddl_commands().command, so thin PL/pgSQL
--- triggers call PL/pgSQL writers, which hand the text and object identities
--- to the PL/Python deparser and queue its statements in pgfollower.ddl_queue.
+-- triggers CALL PL/pgSQL writers, which hand the text (the client's query, or
+-- the call stack of DDL run inside a function, a procedure or a DO block) and
+-- the object identities to the PL/Python deparser and queue its statements in
+-- pgfollower.ddl_queue.
 
 -- True when DDL here must be captured: logical WAL and a slot of ours on
 -- this database. Elsewhere (a downstream, an unfollowed database) DDL runs

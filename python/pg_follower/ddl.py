@@ -14,8 +14,9 @@ the role that ran the DDL:
 
 The worker replays a row as ``SET LOCAL search_path TO <search_path>``, ``SET LOCAL
 ROLE <role>`` and then ``sql``, with standard_conforming_strings on. Upstream, the
-statement is taken from the client's query text; if it cannot be replicated exactly,
-``Unsupported`` is raised.
+statement is taken from the client's query text, or for DDL run inside a function,
+a procedure or a DO block from the event trigger's call stack (``statement_source``);
+if it cannot be replicated exactly, ``Unsupported`` is raised.
 """
 
 from __future__ import annotations
