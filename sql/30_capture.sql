@@ -1,7 +1,9 @@
 -- DDL capture on the upstream. PL/Python cannot be an event-trigger function
 -- and cannot read pg_event_trigger_ddl_commands().command, so thin PL/pgSQL
--- triggers call PL/pgSQL writers, which hand the text and object identities
--- to the PL/Python deparser and queue its statements in pgfollower.ddl_queue.
+-- triggers CALL PL/pgSQL writers, which hand the text (the client's query, or
+-- the call stack of DDL run inside a function, a procedure or a DO block) and
+-- the object identities to the PL/Python deparser and queue its statements in
+-- pgfollower.ddl_queue.
 
 -- True when DDL here must be captured: logical WAL and a slot of ours on
 -- this database. Elsewhere (a downstream, an unfollowed database) DDL runs
@@ -49,7 +51,7 @@ REVOKE ALL ON pgfollower.ddl_queue FROM PUBLIC;
 -- Pure functions of their arguments plus catalog reads; not for PUBLIC: only
 -- the writers below call them, with what the event trigger reported.
 CREATE FUNCTION pgfollower.capture_ddl(p_tag text, p_query text, p_commands text,
-                                       p_search_path text, p_nested boolean,
+                                       p_search_path text, p_frames text,
                                        p_standard_strings boolean) RETURNS text[]
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -60,11 +62,11 @@ if "@PYDIR@" not in sys.path:
     sys.path.insert(0, "@PYDIR@")
 from pg_follower import server
 return server.capture_ddl(plpy, p_tag, p_query, p_commands, p_search_path,
-                          p_nested, p_standard_strings)
+                          p_frames, p_standard_strings)
 $$;
 
 CREATE FUNCTION pgfollower.capture_drop(p_tag text, p_query text, p_dropped text,
-                                        p_search_path text, p_nested boolean,
+                                        p_search_path text, p_frames text,
                                         p_standard_strings boolean) RETURNS text[]
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -75,17 +77,20 @@ if "@PYDIR@" not in sys.path:
     sys.path.insert(0, "@PYDIR@")
 from pg_follower import server
 return server.capture_drop(plpy, p_tag, p_query, p_dropped, p_search_path,
-                           p_nested, p_standard_strings)
+                           p_frames, p_standard_strings)
 $$;
-REVOKE ALL ON FUNCTION pgfollower.capture_ddl(text, text, text, text, boolean, boolean)
+REVOKE ALL ON FUNCTION pgfollower.capture_ddl(text, text, text, text, text, boolean)
     FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgfollower.capture_drop(text, text, text, text, boolean, boolean)
+REVOKE ALL ON FUNCTION pgfollower.capture_drop(text, text, text, text, text, boolean)
     FROM PUBLIC;
 
 -- Insert the statements to replay, then delete them at once: the WAL keeps
--- the Insert for the row stream, the table stays empty. p_role comes from the
--- (non-definer) trigger, where current_user is the DDL's role: a caller can
--- only name a role its session could SET ROLE to anyway.
+-- the Insert for the row stream, the table stays empty. p_role is the
+-- current_user of the DDL, passed by the (non-definer) trigger: the writers
+-- only get here once their own call stack shows that trigger called them
+-- (pgfollower.trigger_frames), so it is not a caller's choice. Under a
+-- SECURITY DEFINER function it is the function's owner, a role the session
+-- itself may not be able to become.
 CREATE FUNCTION pgfollower.enqueue(p_messages text[], p_role text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -97,9 +102,8 @@ BEGIN
     IF p_messages IS NULL OR cardinality(p_messages) = 0 THEN
         RETURN;
     END IF;
-    IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role)
-       OR NOT pg_has_role(session_user, p_role, 'MEMBER') THEN
-        RAISE EXCEPTION 'pg_follower_py: cannot queue DDL as role %: this session cannot act as it',
+    IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'pg_follower_py: cannot queue DDL as role %: it does not exist',
                         quote_ident(coalesce(p_role, ''))
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -116,28 +120,55 @@ END
 $$;
 REVOKE ALL ON FUNCTION pgfollower.enqueue(text[], text) FROM PUBLIC;
 
--- Whether a writer's PG_CONTEXT (innermost frame first) shows it was not
--- called right under a top-level DDL's event trigger: the trigger's frame
--- (p_trigger) is missing (a call from user code) or not the outermost one
--- (the DDL ran inside a function or a DO block).
-CREATE FUNCTION pgfollower.called_nested(p_context text, p_trigger text) RETURNS boolean
-LANGUAGE sql IMMUTABLE
+-- A writer's PG_CONTEXT (innermost frame first, one a line) below the frame of
+-- the event trigger that called it: "" for a top-level DDL, else the frames of
+-- the function, procedure or DO block the DDL ran in, the first one holding
+-- its text. NULL when the writer was not called by that trigger (user code
+-- running during a DDL can call the writers too). Its first frame is the
+-- writer's own; the next two must be exactly the trigger's CALL statement
+-- (p_call, as written in the trigger) and the trigger function's frame. No
+-- other role can forge them: the trigger function's name is qualified with
+-- pgfollower (where PUBLIC cannot create), and no text can follow the closing
+-- parenthesis of a CALL, so a statement of one's own cannot hold them either.
+CREATE FUNCTION pgfollower.trigger_frames(p_context text, p_call text, p_trigger text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(min(n) < max(cardinality(l.lines)), true)
-      FROM (SELECT string_to_array(p_context, chr(10)) AS lines) l,
-           unnest(l.lines) WITH ORDINALITY AS u(line, n)
-     WHERE u.line LIKE 'PL/pgSQL function ' || p_trigger || '() line % at PERFORM'
+DECLARE
+    v_head text := 'SQL statement "' || p_call || E'"\nPL/pgSQL function pgfollower.'
+                   || p_trigger || '() line ';
+    v_rest text;
+    v_line text;
+BEGIN
+    -- skip the writer's own frame, then match the trigger's two
+    IF strpos(p_context, E'\n') = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(p_context, strpos(p_context, E'\n') + 1);
+    IF left(v_rest, length(v_head)) IS DISTINCT FROM v_head THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(v_rest, length(v_head) + 1);
+    v_line := substring(v_rest FROM E'^[0-9]+ at CALL(?:\n|$)');
+    IF v_line IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN substr(v_rest, length(v_line) + 1);
+END
 $$;
+REVOKE ALL ON FUNCTION pgfollower.trigger_frames(text, text, text) FROM PUBLIC;
 
--- The writers the event triggers call (any role's DDL fires them, so PUBLIC
--- may execute them). They read the event trigger's own report, which raises
--- outside an event trigger, and the client's query text themselves: a caller
--- cannot hand them SQL to queue, and the role they are given is checked in
--- enqueue(). Called from anywhere but the trigger of a top-level DDL, the
--- deparser is told the DDL is nested and refuses anything from the query.
-CREATE FUNCTION pgfollower.queue_ddl(p_tag text, p_role text, p_search_path text,
-                                     p_standard_strings boolean) RETURNS void
+-- The writers the event triggers CALL (any role's DDL fires them, so PUBLIC
+-- may execute them). They read the event trigger's report (which raises
+-- outside an event trigger), the client's query text and their own call
+-- stack themselves: a caller cannot hand them SQL to queue. Called by anything
+-- but the trigger, they refuse. The DDL's text is the client's query (a
+-- top-level DDL) or what the call stack shows (DDL inside a function, a
+-- procedure or a DO block); the deparser checks it is a statement of the
+-- reported command on the reported object.
+CREATE PROCEDURE pgfollower.queue_ddl(p_tag text, p_role text, p_search_path text,
+                                      p_standard_strings boolean)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -145,6 +176,7 @@ AS $$
 DECLARE
     v_commands text;
     v_context text;
+    v_frames text;
 BEGIN
     -- queue what this ddl_command_end firing replays downstream
     SELECT coalesce(json_agg(json_build_object(
@@ -154,15 +186,20 @@ BEGIN
       INTO v_commands
       FROM pg_event_trigger_ddl_commands();
     GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- the CALL exactly as pgfollower.on_ddl_command_end() writes it
+    v_frames := pgfollower.trigger_frames(v_context,
+        'CALL pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting(''standard_conforming_strings'') OPERATOR(pg_catalog.=) ''on'')',
+        'on_ddl_command_end');
+    IF v_frames IS NULL THEN
+        PERFORM pgfollower.not_called_by_trigger('pgfollower.queue_ddl', 'pg_follower_py_ddl');
+    END IF;
     PERFORM pgfollower.enqueue(pgfollower.capture_ddl(
-        p_tag, current_query(), v_commands, p_search_path,
-        pgfollower.called_nested(v_context, 'pgfollower.on\_ddl\_command\_end'),
-        p_standard_strings), p_role);
+        p_tag, current_query(), v_commands, p_search_path, v_frames, p_standard_strings), p_role);
 END
 $$;
 
-CREATE FUNCTION pgfollower.queue_drop(p_tag text, p_role text, p_search_path text,
-                                      p_standard_strings boolean) RETURNS void
+CREATE PROCEDURE pgfollower.queue_drop(p_tag text, p_role text, p_search_path text,
+                                       p_standard_strings boolean)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -170,6 +207,7 @@ AS $$
 DECLARE
     v_dropped text;
     v_context text;
+    v_frames text;
 BEGIN
     -- queue the DROP this sql_drop firing replays downstream
     SELECT coalesce(json_agg(json_build_object(
@@ -179,12 +217,31 @@ BEGIN
       INTO v_dropped
       FROM pg_event_trigger_dropped_objects();
     GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- the CALL exactly as pgfollower.on_sql_drop() writes it
+    v_frames := pgfollower.trigger_frames(v_context,
+        'CALL pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting(''standard_conforming_strings'') OPERATOR(pg_catalog.=) ''on'')',
+        'on_sql_drop');
+    IF v_frames IS NULL THEN
+        PERFORM pgfollower.not_called_by_trigger('pgfollower.queue_drop', 'pg_follower_py_drop');
+    END IF;
     PERFORM pgfollower.enqueue(pgfollower.capture_drop(
-        p_tag, current_query(), v_dropped, p_search_path,
-        pgfollower.called_nested(v_context, 'pgfollower.on\_sql\_drop'),
-        p_standard_strings), p_role);
+        p_tag, current_query(), v_dropped, p_search_path, v_frames, p_standard_strings), p_role);
 END
 $$;
+
+-- The error of a writer called by something else than its event trigger.
+CREATE FUNCTION pgfollower.not_called_by_trigger(p_writer text, p_trigger text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pg_follower_py: % may only be called by the event trigger %', p_writer, p_trigger
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'If the schema pgfollower is in search_path, take it out: the trigger''s'
+                     ' own frame in the call stack then no longer names it.';
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.not_called_by_trigger(text, text) FROM PUBLIC;
 
 CREATE FUNCTION pgfollower.on_ddl_command_end() RETURNS event_trigger
 LANGUAGE plpgsql
@@ -202,8 +259,8 @@ BEGIN
         RETURN;
     END IF;
     -- current_user here is the DDL's role (inside the writer it is the definer)
-    PERFORM pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(),
-        pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
+    -- on one line: pgfollower.queue_ddl() checks its call stack for this exact text
+    CALL pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
 END
 $$;
 
@@ -215,8 +272,8 @@ BEGIN
     IF NOT pgfollower.is_followed() THEN
         RETURN;
     END IF;
-    PERFORM pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(),
-        pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
+    -- on one line: pgfollower.queue_drop() checks its call stack for this exact text
+    CALL pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
 END
 $$;
 

@@ -3,6 +3,6 @@
 -- search_path and read what they queue from the event trigger itself). The
 -- tables, the deparser and enqueue() stay superuser-only.
 GRANT USAGE ON SCHEMA pgfollower TO PUBLIC;
-GRANT EXECUTE ON FUNCTION pgfollower.queue_ddl(text, text, text, boolean),
-                          pgfollower.queue_drop(text, text, text, boolean)
+GRANT EXECUTE ON PROCEDURE pgfollower.queue_ddl(text, text, text, boolean),
+                           pgfollower.queue_drop(text, text, text, boolean)
     TO PUBLIC;

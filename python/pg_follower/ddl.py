@@ -14,8 +14,9 @@ the role that ran the DDL:
 
 The worker replays a row as ``SET LOCAL search_path TO <search_path>``, ``SET LOCAL
 ROLE <role>`` and then ``sql``, with standard_conforming_strings on. Upstream, the
-statement is taken from the client's query text; if it cannot be replicated exactly,
-``Unsupported`` is raised.
+statement is taken from the client's query text, or for DDL run inside a function,
+a procedure or a DO block from the event trigger's call stack (``statement_source``);
+if it cannot be replicated exactly, ``Unsupported`` is raised.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _string_end(text: str, quote: int, backslashes: bool) -> int:
             else:
                 i += 1
         if i >= n:
-            return n
+            return n + 1  # unterminated
         i += 1
         more = _QUOTE_CONTINUE.match(text, i)
         if more is None:
@@ -138,7 +139,7 @@ def _quoted_end(text: str, quote: int) -> int:
     while True:
         i = text.find('"', i)
         if i < 0:
-            return len(text)
+            return len(text) + 1  # unterminated
         if not text.startswith('""', i):
             return i + 1
         i += 2
@@ -160,7 +161,7 @@ def _comment_end(text: str, start: int) -> int:
             i += 2
         else:
             i += 1
-    return n
+    return n + 1  # unterminated
 
 
 def _scan(text: str, scs: bool = True) -> list[_Token]:
@@ -169,6 +170,14 @@ def _scan(text: str, scs: bool = True) -> list[_Token]:
     Unterminated literals and comments run to the end: PostgreSQL would have refused
     such a query, so no DDL can come from it anyway.
     """
+    return _scan_checked(text, scs)[0]
+
+
+def _scan_checked(text: str, scs: bool = True) -> tuple[list[_Token], bool]:
+    """The tokens of ``text`` and whether every literal, quoted name and comment in
+    it is closed (the ``_*_end`` helpers return one past the end for those that are
+    not)."""
+    closed = True
     tokens: list[_Token] = []
     n = len(text)
     pos = 0
@@ -185,6 +194,7 @@ def _scan(text: str, scs: bool = True) -> list[_Token]:
             continue
         if ch == "/" and nxt == "*":
             pos = _comment_end(text, pos)
+            closed = closed and pos <= n
             continue
         kind = "op"
         value = ch
@@ -201,7 +211,7 @@ def _scan(text: str, scs: bool = True) -> list[_Token]:
             if delim is not None:
                 kind = "dollar"
                 close = text.find(delim.group(), delim.end())
-                pos = n if close < 0 else close + len(delim.group())
+                pos = n + 1 if close < 0 else close + len(delim.group())
             elif param is not None:
                 kind = "param"
                 pos = param.end()
@@ -229,10 +239,12 @@ def _scan(text: str, scs: bool = True) -> list[_Token]:
             value = ident.group().translate(_ASCII_LOWER)
         else:
             pos += 1
+        if pos > n:
+            closed, pos = False, n
         if kind not in ("op", "ident", "qident", "uident"):
             value = text[start:pos]
         tokens.append(_Token(kind, value, start, pos))
-    return tokens
+    return tokens, closed
 
 
 # --- Statements -------------------------------------------------------------
@@ -542,7 +554,144 @@ def _replace(text: str, start: int, end: int, new: str) -> str:
     return before + new + after
 
 
+# --- Where the statement text comes from --------------------------------------
+#
+# A top-level DDL statement is in the client's query text. One run by a
+# function, a procedure or a DO block is not: the event trigger's call stack
+# (GET DIAGNOSTICS ... PG_CONTEXT, innermost frame first, frames separated by
+# newlines) shows it instead. Its first frame below the trigger is the DDL's:
+#
+# - ``SQL statement "<text>"``: SPI ran <text> (PL/pgSQL's static SQL and
+#   EXECUTE, plpy.execute...), verbatim, with quotes and newlines unescaped;
+# - ``SQL function "<name>" statement <n>``: the n-th statement of a
+#   SQL-language function's body, read from pg_proc by the caller.
+#
+# Where <text> ends is not marked: it ends at a quote followed by a newline and
+# the next frame, and such a sequence can also be inside <text> (a quoted name
+# holding a newline). Candidates are cut at every such place; one is kept only
+# if every literal, quoted name and comment in it is closed and its
+# parentheses balance, as in any statement PostgreSQL ran. The shortest kept
+# candidate holding a statement of the firing's tag for its object is the
+# statement: a longer one runs on into the outer frames.
+
+# How the frame after a statement's can start: the routine or block that ran it.
+_FRAME_STARTS = (
+    "PL/pgSQL function ",
+    'SQL statement "',
+    'SQL function "',
+    "PL/Python ",
+    "PL/Perl ",
+    "PL/Tcl ",
+)
+_SPI_FRAME = 'SQL statement "'
+_SQL_FUNCTION_FRAME = 'SQL function "'
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a firing's statement is looked for.
+
+    ``texts`` are query texts tried in turn (``first_wins``) or alternatives
+    that must agree (the bodies of same-named SQL functions); ``where`` names
+    them in messages; ``problem`` says why there is no text at all.
+    """
+
+    texts: tuple[str, ...]
+    where: str
+    nested: bool
+    first_wins: bool = True
+    problem: str | None = None
+
+
+def _frame_summary(frames: str) -> str:
+    line = frames.split("\n", 1)[0]
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+def _complete(text: str, scs: bool) -> bool:
+    """Whether ``text`` could be a query PostgreSQL parsed: no unclosed literal,
+    quoted name or comment, balanced parentheses."""
+    tokens, closed = _scan_checked(text, scs)
+    if not closed or not tokens:
+        return False
+    depth = 0
+    for tok in tokens:
+        if tok.kind == "op" and tok.value in "([":
+            depth += 1
+        elif tok.kind == "op" and tok.value in ")]":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def spi_texts(frames: str, *, standard_conforming_strings: bool = True) -> list[str]:
+    """The candidate texts of the ``SQL statement "<text>"`` frame that starts
+    ``frames``, shortest first (see the comment above)."""
+    if not frames.startswith(_SPI_FRAME):
+        return []
+    begin = len(_SPI_FRAME)
+    texts: list[str] = []
+    end = frames.find('"', begin)
+    while end >= 0:
+        last = end == len(frames) - 1
+        if last or (frames[end + 1] == "\n" and frames.startswith(_FRAME_STARTS, end + 2)):
+            text = frames[begin:end]
+            if _complete(text, standard_conforming_strings):
+                texts.append(text)
+        end = frames.find('"', end + 1)
+    return texts
+
+
+_STATEMENT_NUMBER = re.compile(r"([0-9]+)(?:\n|$)")
+
+
+def sql_function_statement(frames: str, name: str, body: str, scs: bool = True) -> str | None:
+    """The statement a ``SQL function "<name>" statement <n>`` frame starting
+    ``frames`` ran, if ``name`` is that function's and its ``body`` has one."""
+    prefix = f'{_SQL_FUNCTION_FRAME}{name}" statement '
+    if not frames.startswith(prefix):
+        return None
+    number = _STATEMENT_NUMBER.match(frames, len(prefix))
+    statements = _split(body, scs)
+    if number is None or not 0 < int(number.group(1)) <= len(statements):
+        return None
+    return statements[int(number.group(1)) - 1].text
+
+
+def statement_source(
+    query: str,
+    frames: str,
+    *,
+    standard_conforming_strings: bool = True,
+    sql_functions: Callable[[], Sequence[tuple[str, str]]] = lambda: (),
+) -> Source:
+    """Where the statement of a firing is: ``frames`` are the trigger's call
+    stack below its own frame ("" for a top-level statement, whose text is the
+    client's ``query``); ``sql_functions`` lists (name, body) of the
+    SQL-language functions whose frame can start ``frames``."""
+    scs = standard_conforming_strings
+    if not frames:
+        return Source((query,), "the client's query text", nested=False)
+    summary = _frame_summary(frames)
+    if frames.startswith(_SPI_FRAME):
+        cut = tuple(spi_texts(frames, standard_conforming_strings=scs))
+        problem = None if cut else f"where its text ends in the call stack ({summary}) is unclear"
+        return Source(cut, "the statement text its call stack shows", True, True, problem)
+    if frames.startswith(_SQL_FUNCTION_FRAME):
+        found = [sql_function_statement(frames, n, b, scs) for n, b in sql_functions()]
+        bodies = tuple(t for t in dict.fromkeys(found) if t is not None)
+        problem = None if bodies else f"the body of the function of {summary} was not found"
+        where = f"the statement of {summary}"
+        return Source(bodies, where, True, first_wins=False, problem=problem)
+    return Source((), "", True, problem=f"its call stack ({summary}) does not show its text")
+
+
 # --- Capture ----------------------------------------------------------------
+
+
+class _NotFound(Unsupported):
+    """The firing's statement is not in its source text."""
 
 
 @dataclass(frozen=True)
@@ -550,9 +699,8 @@ class _Firing:
     """One firing of the event trigger, as the handlers see it."""
 
     tag: str
-    query: str
+    source: Source
     search_path: str
-    nested: bool
     scs: bool
     commands: tuple[Command, ...] = ()
     dropped: tuple[DroppedObject, ...] = ()
@@ -569,12 +717,23 @@ class _Firing:
         }
 
     def statements(self, identity: str, matches: Callable[[_Statement], bool]) -> list[_Statement]:
-        """The statements of the query text with this tag that ``matches`` accepts."""
-        if self.nested:
-            raise _not_in_query(self.tag, identity)
-        found = [s for s in _split(self.query, self.scs) if _tag(s) == self.tag and matches(s)]
+        """The statements of the source text with this tag that ``matches`` accepts."""
+        source = self.source
+        if source.problem is not None:
+            raise Unsupported(
+                f"the {self.tag} statement for {identity} cannot be replicated: {source.problem}",
+                _NESTED_HINT,
+            )
+        found: list[_Statement] = []
+        for text in source.texts:
+            these = [s for s in _split(text, self.scs) if _tag(s) == self.tag and matches(s)]
+            found.extend(these)
+            if these and source.first_wins:
+                break
         if not found:
-            raise _not_in_query(self.tag, identity)
+            raise _not_in_source(self.tag, identity, source)
+        if not source.first_wins and len({s.text for s in found}) > 1:
+            raise self.ambiguous(identity, len(found))
         if not self.scs:
             for stmt in found:
                 if any(t.kind in ("str", "nstr") and "\\" in t.value for t in stmt.tokens):
@@ -586,20 +745,26 @@ class _Firing:
                     )
         return found
 
+    def ambiguous(self, identity: str, count: int) -> Unsupported:
+        if self.source.nested:
+            return Unsupported(
+                f"{self.source.where} holds {count} different {self.tag} statements for {identity}",
+                "Run each of these statements by an EXECUTE of its own.",
+            )
+        return Unsupported(
+            f"the client's query text holds {count} different {self.tag} statements for {identity}",
+            "Send each of these statements as a query of its own.",
+        )
 
-def _not_in_query(tag: str, identity: str) -> Unsupported:
-    return Unsupported(
-        f"the {tag} statement for {identity} is not in the client's query text"
-        " (it ran inside a function or a DO block)",
-        "Run the DDL as a plain statement, not inside a function or a DO block.",
-    )
+
+_NESTED_HINT = (
+    "Run the DDL as a plain statement, or from PL/pgSQL (a function, a procedure, a DO"
+    " block; static or by EXECUTE)."
+)
 
 
-def _ambiguous(tag: str, identity: str, count: int) -> Unsupported:
-    return Unsupported(
-        f"the client's query text holds {count} different {tag} statements for {identity}",
-        "Send each of these statements as a query of its own.",
-    )
+def _not_in_source(tag: str, identity: str, source: Source) -> Unsupported:
+    return _NotFound(f"the {tag} statement for {identity} is not in {source.where}", _NESTED_HINT)
 
 
 def _create_table(firing: _Firing) -> list[dict[str, object]]:
@@ -644,7 +809,7 @@ def _create_table(firing: _Firing) -> list[dict[str, object]]:
 
     found = firing.statements(identity, lambda s: target(s) is not None)
     if len({s.text for s in found}) > 1:
-        raise _ambiguous(firing.tag, identity, len(found))
+        raise firing.ambiguous(identity, len(found))
     stmt = found[0]
     name = target(stmt)
     assert name is not None
@@ -706,21 +871,48 @@ def _replay(firing: _Firing) -> list[dict[str, object]]:
 
     def matches(stmt: _Statement) -> bool:
         name = _object_name(stmt)
-        return name is None or any(_names(name, i) for i in identities)
+        if name is None:
+            return True
+        moved = _moved_to(stmt)
+        return any(_names(name, i) or (moved is not None and moved(i)) for i in identities)
 
-    every = firing.statements(identity, lambda s: True)
+    # A top-level query's only statement of the tag is the one (some name the
+    # object differently: an index by its table); nested text is checked more
+    # tightly: every candidate cut of a call stack frame must name the object.
+    nested = firing.source.nested
+    every = firing.statements(identity, matches if nested else lambda s: True)
     found = every if len({s.text for s in every}) == 1 else [s for s in every if matches(s)]
     if len({s.text for s in found}) != 1:
         # Statements of a multi-statement query run, and fire, in order.
         k = firing.ordinal
         if k is None or k >= len(every) or not matches(every[k]):
-            raise _ambiguous(firing.tag, identity, len(every))
+            raise firing.ambiguous(identity, len(every))
         found = [every[k]]
     stmt = found[0]
     word = _NOT_IN_A_TRANSACTION.get(firing.tag)
     sql = _without_word(stmt, word) if word else stmt.text
     kind = firing.tag.lower().replace(" ", "_")
     return [firing.message(kind, identity, sql)]
+
+
+def _moved_to(stmt: _Statement) -> Callable[[str | None], bool] | None:
+    """For ... RENAME TO name and ... SET SCHEMA name (whose reported identity is
+    the new one): whether an identity is where the statement moves its object."""
+    for i, word in stmt.top_level_words():
+        if (word, stmt.word(i + 1)) not in (("rename", "to"), ("set", "schema")):
+            continue
+        new = _parse_name(stmt, i + 2)
+        if new is None or new.next != len(stmt.tokens) or len(new.parts) != 1:
+            return None
+        if word == "rename":
+            return lambda identity: _names(new, identity)
+        old = _object_name(stmt)
+        return lambda identity: (
+            old is not None
+            and (parts := _parse_identity(identity)) is not None
+            and parts[-2:] == (new.parts[0], old.parts[-1])
+        )
+    return None
 
 
 _CONSTRAINT_WORDS = frozenset(["constraint", "primary", "unique", "check", "foreign", "exclude"])
@@ -801,7 +993,7 @@ def _drop(firing: _Firing) -> list[dict[str, object]]:
     found = firing.statements(identity, lambda s: target(s) is not None)
     cascades = {target(s) for s in found}
     if len(cascades) > 1:
-        raise _ambiguous(firing.tag, identity, len(found))
+        raise firing.ambiguous(identity, len(found))
     sql = f"{firing.tag} {identity}" + (" CASCADE" if cascades.pop() else "")
     return [firing.message(firing.tag.lower().replace(" ", "_"), identity, sql)]
 
@@ -876,17 +1068,21 @@ def capture_command(
     commands: Sequence[Command],
     search_path: str,
     *,
-    nested: bool = False,
+    frames: str = "",
     standard_conforming_strings: bool = True,
     ordinal: int | None = None,
+    sql_functions: Callable[[], Sequence[tuple[str, str]]] = lambda: (),
 ) -> list[dict[str, object]]:
     """The messages to emit for one ddl_command_end firing.
 
-    ``nested`` tells that the command ran below another statement (the trigger's
-    PG_CONTEXT has more than its own frame): the query text then is not the command's.
-    ``standard_conforming_strings`` is the setting the query text was parsed with.
-    ``ordinal`` counts the earlier firings with this tag for the same query text
-    (they run in order): it tells apart statements naming the same object.
+    ``frames`` is the trigger's call stack below its own frame: empty for a
+    top-level statement (its text is then in the client's ``query``), else the
+    statement ran inside a function, a procedure or a DO block and its text is
+    recovered from the frames (see ``statement_source``, which ``sql_functions``
+    is passed to). ``standard_conforming_strings`` is the setting the text was
+    parsed with. ``ordinal`` counts the earlier firings with this tag for the
+    same client query (they run in order): it tells apart statements naming the
+    same object in a top-level query string.
     Raises ``Unsupported`` when the command cannot be replicated exactly.
     """
     if tag.startswith("DROP "):
@@ -899,14 +1095,17 @@ def capture_command(
     handler = _COMMAND_HANDLERS.get(tag)
     if handler is None:
         raise _unsupported(tag, [c.object_identity for c in relevant])
+    source = statement_source(
+        query, frames, standard_conforming_strings=standard_conforming_strings,
+        sql_functions=sql_functions,
+    )  # fmt: skip
     firing = _Firing(
         tag,
-        query,
+        source,
         search_path,
-        nested,
         standard_conforming_strings,
         commands=tuple(relevant),
-        ordinal=ordinal,
+        ordinal=None if source.nested else ordinal,
     )
     return handler(firing)
 
@@ -917,24 +1116,49 @@ def capture_drop(
     dropped: Sequence[DroppedObject],
     search_path: str,
     *,
-    nested: bool = False,
+    frames: str = "",
     standard_conforming_strings: bool = True,
+    sql_functions: Callable[[], Sequence[tuple[str, str]]] = lambda: (),
 ) -> list[dict[str, object]]:
     """The messages to emit for one sql_drop firing (parameters as ``capture_command``).
 
     Only what DROP statements name is replicated: objects dropped along with them are
     dropped again downstream by the same statement, and the other commands that drop
     something (ALTER TABLE ... DROP COLUMN, ...) are handled at ddl_command_end.
+    A DROP run by the script of CREATE/ALTER EXTENSION is the extension's own
+    (its DROPs, unlike its other DDL, are not marked ``in_extension``).
     """
     if not tag.startswith("DROP "):
         return []
     kept = [d for d in dropped if d.original and not _is_temp(d)]
     if not kept:
         return []
+    scs = standard_conforming_strings
+    extension = _runs_extension_script(query, scs)
+    if extension and not frames and all(_tag(s) != tag for s in _split(query, scs)):
+        return []  # a DROP of the extension's script: it runs downstream too
     handler = _DROP_HANDLERS.get(tag)
     if handler is None:
         raise _unsupported(tag, [d.object_identity for d in kept])
-    firing = _Firing(
-        tag, query, search_path, nested, standard_conforming_strings, dropped=tuple(dropped)
-    )
-    return handler(firing)
+    source = statement_source(query, frames, standard_conforming_strings=scs,
+                              sql_functions=sql_functions)  # fmt: skip
+    firing = _Firing(tag, source, search_path, scs, dropped=tuple(dropped))
+    if extension and source.nested:
+        identities = ", ".join(dict.fromkeys(d.object_identity or "?" for d in kept))
+        raise Unsupported(
+            f"{tag} of {identities} ran inside a function or a DO block while the client's"
+            f" query runs {extension}, whose script's own DROPs are not replicated",
+            f"Run {extension} as a query of its own.",
+        )
+    try:
+        return handler(firing)
+    except _NotFound:
+        if extension:
+            return []  # a DROP of the extension's script: it runs downstream too
+        raise
+
+
+def _runs_extension_script(query: str, scs: bool) -> str | None:
+    """CREATE EXTENSION or ALTER EXTENSION if the client's query runs one."""
+    tags = {_tag(s) for s in _split(query, scs)}
+    return next((t for t in ("CREATE EXTENSION", "ALTER EXTENSION") if t in tags), None)

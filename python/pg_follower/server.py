@@ -358,10 +358,14 @@ def capture_ddl(
     query: str,
     commands_json: str,
     search_path: str,
-    nested: bool,
+    frames: str,
     standard_strings: bool,
 ) -> list[str]:
-    """The records (JSON) that replay one ddl_command_end firing; PL/pgSQL queues them."""
+    """The records (JSON) that replay one ddl_command_end firing; PL/pgSQL queues them.
+
+    ``frames``: the event trigger's call stack below its own frame, "" when the
+    DDL is a top-level statement (see ddl.statement_source).
+    """
     commands = [ddl.Command(**c) for c in json.loads(commands_json)]
     try:
         messages = ddl.capture_command(
@@ -369,9 +373,10 @@ def capture_ddl(
             query,
             commands,
             search_path,
-            nested=nested,
+            frames=frames,
             standard_conforming_strings=standard_strings,
-            ordinal=None if nested else _next_ordinal(plpy, query, tag),
+            ordinal=_next_ordinal(plpy, query, tag) if not frames else None,
+            sql_functions=lambda: _sql_functions(plpy, frames),
         )
     except ddl.Unsupported as exc:
         _refuse(plpy, exc)
@@ -397,6 +402,23 @@ def capture_ddl(
             for table in altered:
                 out.extend(_replica_identity(plpy, table, search_path))
     return [_encode(m) for m in out]
+
+
+def _sql_functions(plpy: Plpy, frames: str) -> list[tuple[str, str]]:
+    """(name, body) of the SQL-language functions whose frame can start
+    ``frames`` (the frame names the function by its bare name only)."""
+    rows = plpy.execute(
+        _plan(
+            plpy,
+            "SELECT p.proname::text AS name, p.prosrc AS body FROM pg_catalog.pg_proc p"
+            " JOIN pg_catalog.pg_language l ON l.oid = p.prolang"
+            " WHERE l.lanname = 'sql' AND p.prosqlbody IS NULL"
+            "   AND starts_with($1, 'SQL function \"' || p.proname || '\" statement ')",
+            ["text"],
+        ),
+        [frames],
+    )
+    return [(r["name"], r["body"]) for r in rows]
 
 
 # Firings so far of each tag for the query being run: (query, its receipt time) -> counts.
@@ -463,7 +485,7 @@ def capture_drop(
     query: str,
     dropped_json: str,
     search_path: str,
-    nested: bool,
+    frames: str,
     standard_strings: bool,
 ) -> list[str]:
     """The records (JSON) that replay the DROP an sql_drop firing reports."""
@@ -474,8 +496,9 @@ def capture_drop(
             query,
             dropped,
             search_path,
-            nested=nested,
+            frames=frames,
             standard_conforming_strings=standard_strings,
+            sql_functions=lambda: _sql_functions(plpy, frames),
         )
     except ddl.Unsupported as exc:
         _refuse(plpy, exc)

@@ -360,12 +360,9 @@ def test_multi_statement_string(pair: Pair) -> None:
     ("statement", "message"),
     [
         (
-            "DO $$ BEGIN ALTER TABLE t ADD COLUMN x int; END $$",
-            "the ALTER TABLE statement for public.t is not in the client's query text",
-        ),
-        (
-            "SELECT add_column()",
-            "the ALTER TABLE statement for public.t is not in the client's query text",
+            "DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD x int; ALTER TABLE t ADD y int'; END $$",
+            "the statement text its call stack shows holds 2 different ALTER TABLE statements"
+            " for public.t",
         ),
         ("CREATE TABLE c AS SELECT * FROM t", "CREATE TABLE AS on public.c cannot be replicated"),
         ("SELECT * INTO c FROM t", "SELECT INTO on public.c cannot be replicated"),
@@ -373,10 +370,6 @@ def test_multi_statement_string(pair: Pair) -> None:
 )
 def test_ddl_that_cannot_be_replayed_is_refused(pair: Pair, statement: str, message: str) -> None:
     pair.up.execute("CREATE TABLE t (id int PRIMARY KEY)")
-    pair.up.execute(
-        "CREATE FUNCTION add_column() RETURNS void LANGUAGE plpgsql"
-        " AS $$ BEGIN ALTER TABLE t ADD COLUMN x int; END $$"
-    )
     pair.down.execute("CREATE TABLE t (id int PRIMARY KEY)")
     pair.follow()
     with pytest.raises(psycopg.errors.InternalError_) as info:

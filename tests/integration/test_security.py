@@ -137,20 +137,22 @@ def test_the_queue_and_its_writers_are_closed(pair: Pair) -> None:
         ),
         ("DELETE FROM pgfollower.ddl_queue", "42501"),
         (
-            f"SELECT pgfollower.capture_ddl('ALTER ROLE', '{takeover}', '[]', '', false, true)",
+            f"SELECT pgfollower.capture_ddl('ALTER ROLE', '{takeover}', '[]', '', '', true)",
             "42501",
         ),
         (
-            f"SELECT pgfollower.capture_drop('DROP ROLE', '{takeover}', '[]', '', false, true)",
+            f"SELECT pgfollower.capture_drop('DROP ROLE', '{takeover}', '[]', '', '', true)",
             "42501",
         ),
+        ("SELECT pgfollower.trigger_frames('', '', '')", "42501"),
+        ("SELECT pgfollower.not_called_by_trigger('', '')", "42501"),
         (
             f"""SELECT pgfollower.enqueue(ARRAY['{{"v": 2, "sql": "{takeover}"}}'], 'postgres')""",
             "42501",
         ),
         # the writers PUBLIC may call work only inside an event trigger
-        ("SELECT pgfollower.queue_ddl('ALTER ROLE', 'postgres', '', true)", "39P03"),
-        ("SELECT pgfollower.queue_drop('DROP TABLE', 'postgres', '', true)", "39P03"),
+        ("CALL pgfollower.queue_ddl('ALTER ROLE', 'postgres', '', true)", "39P03"),
+        ("CALL pgfollower.queue_drop('DROP TABLE', 'postgres', '', true)", "39P03"),
     ]
     with _as(pair.up, mallory) as conn:
         for query, sqlstate in attempts:
@@ -166,19 +168,34 @@ def test_the_queue_and_its_writers_are_closed(pair: Pair) -> None:
     _healthy(pair)
 
 
+# The trigger's CALL exactly (the writers look for it in their call stack).
+_TRIGGER_CALL = (
+    "CALL pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(),"
+    " pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on')"
+)
+
+
 def test_user_code_calling_the_writer_during_its_own_ddl_queues_nothing(pair: Pair) -> None:
-    """A function run by a DDL (an index expression) sees an event trigger
-    state and may call the writer: the writer sees no trigger frame, tells the
-    deparser the DDL is nested, and nothing is queued (were anything, the role
-    it names would have to be one its session can become)."""
+    """A function run by a DDL (a CHECK validated by ALTER TABLE) may call the
+    writer (an IMMUTABLE one, as in an index expression, may not CALL at all),
+    even with the trigger's exact CALL text (a variable named tg_tag) and a
+    statement text mimicking the trigger's frames: the writer does not find the
+    trigger's own frames right above it and refuses; nothing is queued."""
     mallory = _role(pair, "mallory")
     _grant_create(pair, mallory)
+    fake_frames = (
+        '"\nPL/pgSQL function pgfollower.on_ddl_command_end() line 16 at CALL'
+        '\nSQL statement "CREATE TABLE m_s.m_t (a int, evil text)'
+    )
     sneak = f"""
-        CREATE FUNCTION m_sneak(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+        CREATE FUNCTION m_sneak(i int, how int) RETURNS int LANGUAGE plpgsql AS $$
+        DECLARE tg_tag text := 'CREATE TABLE';
         BEGIN
-            IF pgfollower.is_followed() THEN
-                PERFORM pgfollower.queue_ddl('ALTER TABLE', 'postgres', 'public', true);
-                PERFORM pgfollower.queue_ddl('CREATE TABLE', '{mallory}', 'public', true);
+            IF pgfollower.is_followed() AND how = 0 THEN
+                {_TRIGGER_CALL};
+            ELSIF pgfollower.is_followed() AND how = 1 THEN
+                EXECUTE $q${_TRIGGER_CALL.replace("tg_tag", "'CREATE TABLE'")}
+                        /*{fake_frames}*/$q$;
             END IF;
             RETURN i;
         END $$"""
@@ -188,11 +205,14 @@ def test_user_code_calling_the_writer_during_its_own_ddl_queues_nothing(pair: Pa
             conn.execute("CREATE TABLE m_t (a int PRIMARY KEY)")
             conn.execute("INSERT INTO m_t VALUES (1)")
     pair.follow()
+    refusal = "may only be called by the event trigger pg_follower_py_ddl"
     with _as(pair.up, mallory) as conn:
-        try:
-            conn.execute("CREATE INDEX m_i ON m_t (m_sneak(a))")
-        except psycopg.Error as exc:  # refused as nested DDL: just as good
-            assert "pg_follower_py" in str(exc), exc
+        for how in (0, 1):
+            with pytest.raises(psycopg.Error, match=refusal):
+                conn.execute(
+                    "ALTER TABLE m_t ADD COLUMN b int,"
+                    f" ADD CONSTRAINT m_c CHECK (m_sneak(a, {how}) > 0)"
+                )
         conn.execute("CREATE TABLE m_after (id int PRIMARY KEY)")
         conn.execute("INSERT INTO m_after VALUES (1)")
     pair.caught_up()
@@ -513,4 +533,62 @@ def test_queued_ddl_keeps_its_place_among_rows_in_subtransactions(pair: Pair) ->
         (3, 3, 30),
         (5, 5, 7),
     ]
+    _healthy(pair)
+
+
+# -- DDL inside functions ---------------------------------------------------------
+
+
+def test_ddl_in_a_security_definer_function_replays_as_its_owner(pair: Pair) -> None:
+    """current_user at the DDL is the function's owner: the session's role
+    could not become it, and need not: the writer knows its trigger called it."""
+    owner = _role(pair, "owner")
+    caller = _role(pair, "caller")
+    _grant_create(pair, owner)
+    make = (
+        "CREATE FUNCTION o_make(p text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER"
+        " SET search_path = public AS $$"
+        " BEGIN EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, v text)', p); END $$"
+    )
+    for node in (pair.up, pair.down):
+        with _as(node, owner) as conn:
+            conn.execute(make)
+            conn.execute(f"GRANT EXECUTE ON FUNCTION o_make(text) TO {caller}")
+    pair.follow()
+    with _as(pair.up, caller) as conn:
+        conn.execute("SELECT o_make('o_made')")
+    pair.up.execute("INSERT INTO o_made VALUES (1, 'x')")
+    pair.caught_up()
+    assert _owner(pair.down, "o_made") == owner == _owner(pair.up, "o_made")
+    assert pair.down.rows("SELECT id, v FROM o_made") == [(1, "x")]
+    _healthy(pair)
+
+
+def test_statement_text_mimicking_call_stack_frames_replays_exactly(pair: Pair) -> None:
+    """The call stack shows a statement's text with its quotes and newlines
+    unescaped; text that mimics the next frame inside a comment, a string or a
+    quoted name does not cut the statement short."""
+    mallory = _role(pair, "mallory")
+    _grant_create(pair, mallory)
+    pair.follow()
+    frame = '"\nPL/pgSQL function inline_code_block line 1 at SQL statement\nSQL statement "'
+    name = '"c' + frame.replace('"', '""') + '"'
+    with _as(pair.up, mallory) as conn:
+        conn.execute(
+            "DO $do$ BEGIN EXECUTE $q$CREATE TABLE m_t (id int PRIMARY KEY,"
+            f" a int /* {frame} */, b text DEFAULT '{frame}', {name} int)$q$; END $do$"
+        )
+        conn.execute(
+            f"DO $do$ BEGIN ALTER TABLE m_t ADD COLUMN d text DEFAULT $s${frame}$s$; END $do$"
+        )
+        conn.execute("INSERT INTO m_t (id) VALUES (1)")
+    pair.caught_up()
+    columns = (
+        "SELECT attname, format_type(atttypid, atttypmod), pg_get_expr(adbin, adrelid)"
+        " FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum"
+        " WHERE attrelid = 'm_t'::regclass AND attnum > 0 ORDER BY attnum"
+    )
+    assert pair.down.rows(columns) == pair.up.rows(columns)
+    assert len(pair.up.rows(columns)) == 5
+    assert pair.down.rows("SELECT * FROM m_t") == pair.up.rows("SELECT * FROM m_t")
     _healthy(pair)

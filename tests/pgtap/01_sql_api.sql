@@ -14,8 +14,10 @@
 --   * the pgfollower schema, its tables and start_follow/stop_follow are not
 --     usable by a non-superuser (42501); nor are pgfollower.ddl_queue, the
 --     deparser (capture_ddl/capture_drop) and enqueue(); the SECURITY DEFINER
---     writers queue_ddl/queue_drop, which PUBLIC may execute, refuse to work
---     outside an event trigger; there is no emit() (no DDL messages);
+--     writers queue_ddl/queue_drop (procedures, CALLed by the triggers), which
+--     PUBLIC may execute, refuse to work outside an event trigger; nor are
+--     trigger_frames() and not_called_by_trigger(); there is no emit() (no DDL
+--     messages);
 --   * start_follow refuses, with its exact message and before storing or
 --     numbering anything: malformed conninfos (key/value and URI), an empty or
 --     NULL conninfo, an empty, blank, NULL or too long name, a conninfo that sets
@@ -91,19 +93,22 @@ SELECT ok(NOT has_function_privilege('public', 'public.start_follow(text, text, 
 SELECT function_returns('pgfollower', 'is_followed', ARRAY[]::name[], 'boolean',
                         'pgfollower.is_followed() returns boolean');
 SELECT function_returns('pgfollower', 'queue_ddl', ARRAY['text', 'text', 'text', 'boolean'],
-                        'void', 'pgfollower.queue_ddl(text, text, text, boolean) returns void');
+                        'void', 'pgfollower.queue_ddl(text, text, text, boolean) is a procedure');
 SELECT hasnt_function('pgfollower', 'emit', 'there is no pgfollower.emit(): DDL is not sent as messages');
 SELECT results_eq(
     $$SELECT p.proname::text COLLATE "default", p.prosecdef, p.proconfig COLLATE "default",
              has_function_privilege('public', p.oid, 'EXECUTE')
         FROM pg_proc p WHERE p.pronamespace = 'pgfollower'::regnamespace
-         AND p.proname IN ('queue_ddl', 'queue_drop', 'capture_ddl', 'capture_drop', 'enqueue')
+         AND p.proname IN ('queue_ddl', 'queue_drop', 'capture_ddl', 'capture_drop', 'enqueue',
+                           'trigger_frames', 'not_called_by_trigger')
        ORDER BY 1$$,
     $$VALUES ('capture_ddl', false, ARRAY['search_path=pg_catalog, pg_temp'], false),
              ('capture_drop', false, ARRAY['search_path=pg_catalog, pg_temp'], false),
              ('enqueue', false, ARRAY['search_path=pg_catalog, pg_temp'], false),
+             ('not_called_by_trigger', false, ARRAY['search_path=pg_catalog, pg_temp'], false),
              ('queue_ddl', true, ARRAY['search_path=pg_catalog, pg_temp'], true),
-             ('queue_drop', true, ARRAY['search_path=pg_catalog, pg_temp'], true)$$,
+             ('queue_drop', true, ARRAY['search_path=pg_catalog, pg_temp'], true),
+             ('trigger_frames', false, ARRAY['search_path=pg_catalog, pg_temp'], false)$$,
     'only the SECURITY DEFINER writers (pinned search_path) are executable by PUBLIC;'
     ' the deparser and enqueue() are not');
 SELECT ok(NOT has_table_privilege('public', 'pgfollower.ddl_queue', 'INSERT')
@@ -334,17 +339,17 @@ SELECT throws_ok($$INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, sea
     '42501', 'permission denied for table ddl_queue',
     'a non-superuser cannot queue DDL by inserting into pgfollower.ddl_queue');
 SELECT throws_ok($$SELECT pgfollower.capture_ddl('ALTER ROLE', 'ALTER ROLE pgf_tap_user SUPERUSER',
-                       '[]', '', false, true)$$,
+                       '[]', '', '', true)$$,
     '42501', 'permission denied for function capture_ddl',
     'a non-superuser cannot call the deparser');
 SELECT throws_ok($$SELECT pgfollower.enqueue(ARRAY['{"v": 2, "sql": "ALTER ROLE pgf_tap_user SUPERUSER"}'],
                        'postgres')$$,
     '42501', 'permission denied for function enqueue',
     'a non-superuser cannot call enqueue()');
-SELECT throws_ok($$SELECT pgfollower.queue_ddl('ALTER TABLE', 'postgres', '', true)$$,
+SELECT throws_ok($$CALL pgfollower.queue_ddl('ALTER TABLE', 'postgres', '', true)$$,
     '39P03', 'pg_event_trigger_ddl_commands() can only be called in an event trigger function',
     'queue_ddl() refuses to work outside an event trigger');
-SELECT throws_ok($$SELECT pgfollower.queue_drop('DROP TABLE', 'postgres', '', true)$$,
+SELECT throws_ok($$CALL pgfollower.queue_drop('DROP TABLE', 'postgres', '', true)$$,
     '39P03', 'pg_event_trigger_dropped_objects() can only be called in a sql_drop event trigger function',
     'queue_drop() refuses to work outside an event trigger');
 RESET ROLE;
