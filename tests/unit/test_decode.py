@@ -36,6 +36,7 @@ from pg_follower.decode import (
     parse_copy_data,
     pg_timestamp_now,
     pg_timestamp_to_datetime,
+    row_change,
     standby_status_update,
     str_to_lsn,
 )
@@ -187,6 +188,32 @@ def test_updates_and_delete_with_default_replica_identity() -> None:
     assert new_key.new == (b"20", b"bob", None)
     delete = one(msgs, Delete)
     assert (delete.old_kind, delete.old) == ("K", (b"1", None, None))
+
+
+@pytest.mark.parametrize("name", PGOUTPUT_FIXTURES)
+def test_row_change_shortcut_agrees_with_the_decoder(name: str) -> None:
+    """The reader's shortcut takes exactly the plain UPDATEs and the DELETEs by
+    key, with the tuple the decoder reads; every other shape is left to it."""
+    decoder = Decoder()
+    seen = 0
+    for item in load(name)["messages"]:
+        raw = bytes.fromhex(item["hex"])
+        in_stream = decoder.in_stream
+        msg = decoder.decode(raw)
+        if raw[0] not in b"UD":
+            continue
+        got = row_change(raw, in_stream)
+        if isinstance(msg, Update) and msg.old_kind is None:
+            assert got == (msg.relation_id, msg.new)
+            seen += 1
+        elif isinstance(msg, Delete) and msg.old_kind == "K":
+            assert got == (msg.relation_id, msg.old)
+            seen += 1
+        else:
+            assert got is None
+        assert row_change(raw[:-1], in_stream) is None  # truncated: the decoder reports it
+    if name == "update_delete":
+        assert seen == 2
 
 
 def test_replica_identity_full_sends_whole_old_rows() -> None:
