@@ -171,3 +171,18 @@ def test_counters_count_committed_transactions_and_rows(pair: Pair) -> None:
     pair.down.execute("SELECT wait_for_catchup()")
     wait_until(lambda: pair.status()["rows_applied"] == after["rows_applied"] + 1, 10, pair.status)
     assert pair.status()["transactions_applied"] == after["transactions_applied"] + 1
+
+
+def test_stop_follow_of_a_paused_subscription_drops_its_slot(pair: Pair) -> None:
+    pair.follow()
+    slot = pair.down.scalar("SELECT slot_name FROM pgfollower.subscription")
+    pair.down.execute("SELECT pause_follow()")
+    wait_until(lambda: pair.status()["state"] == "paused", 20, pair.status)
+    warnings: list[str] = []
+    pair.down.conn.add_notice_handler(lambda d: warnings.append(str(d.message_primary)))
+    pair.down.execute("SELECT stop_follow()")
+    assert not [w for w in warnings if "could not drop" in w], warnings
+    assert not pair.up.scalar(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]
+    )
+    assert pair.down.scalar("SELECT count(*) FROM follow_status") == 0
