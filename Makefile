@@ -7,6 +7,10 @@ EXTENSION_NAME = pg_follower_py
 EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" extension/$(EXTENSION_NAME).control)
 SQL_SOURCES := $(sort $(wildcard sql/*.sql))
 INSTALL_SQL = extension/$(EXTENSION_NAME)--$(EXTVERSION).sql
+# Earlier releases' install scripts (frozen) and the upgrade scripts between
+# releases, committed in extension/sql/ and built like the current one.
+VERSION_SOURCES := $(wildcard extension/sql/$(EXTENSION_NAME)--*.sql)
+VERSION_SQL := $(patsubst extension/sql/%,extension/%,$(VERSION_SOURCES))
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -20,8 +24,8 @@ endif
 
 MODULEDIR = extension
 DATA = extension/$(EXTENSION_NAME).control
-DATA_built = $(INSTALL_SQL)
-EXTRA_CLEAN = $(INSTALL_SQL)
+DATA_built = $(INSTALL_SQL) $(VERSION_SQL)
+EXTRA_CLEAN = $(INSTALL_SQL) $(VERSION_SQL)
 
 include $(PGXS)
 
@@ -38,6 +42,9 @@ PSYCOPG_VERSION = $(shell $(PYTHON) -c 'import psycopg; print(psycopg.__version_
 
 $(INSTALL_SQL): $(SQL_SOURCES) extension/$(EXTENSION_NAME).control
 	cat $(SQL_SOURCES) | sed -e 's|@PYDIR@|$(SERVER_PYDIR)|g' > $@
+
+extension/%.sql: extension/sql/%.sql
+	sed -e 's|@PYDIR@|$(SERVER_PYDIR)|g' $< > $@
 
 install: install-python
 .PHONY: install-python

@@ -9,7 +9,8 @@ CREATE TABLE pgfollower.subscription (
     origin_name text NOT NULL UNIQUE,
     copy_data   boolean NOT NULL,
     skip_lsn    pg_lsn,  -- skip_transaction(): commit LSN of the one transaction to skip
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    paused      boolean NOT NULL DEFAULT false  -- pause_follow(): the worker applies nothing
 );
 REVOKE ALL ON pgfollower.subscription FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('pgfollower.subscription', '');

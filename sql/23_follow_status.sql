@@ -1,11 +1,14 @@
 -- One row per subscription. A subscription whose worker is gone shows
--- state 'stopped' and no worker_pid, whatever the worker wrote last.
+-- state 'stopped' (or 'paused', if paused) and no worker_pid, whatever the
+-- worker wrote last; with a worker, 'paused' once it has stopped applying.
+-- The 0.1.0 -> 0.2.0 upgrade script repeats this definition: keep them alike.
 CREATE VIEW @extschema@.follow_status AS
 SELECT s.name,
        s.upstream,
        s.slot_name,
        CASE
            WHEN w.pid IS NOT NULL THEN st.state
+           WHEN s.paused THEN 'paused'
            WHEN st.state = 'starting' AND s.created_at > now() - interval '15 seconds'
                THEN 'starting'
            ELSE 'stopped'
@@ -31,7 +34,11 @@ SELECT s.name,
        st.rows_copied,
        st.rows_total,
        s.skip_lsn,
-       st.updated_at
+       st.updated_at,
+       st.flushed_lsn,
+       st.transactions_applied,
+       st.rows_applied,
+       st.counters_since
   FROM pgfollower.subscription s
   LEFT JOIN pgfollower.subscription_status st ON st.sub_id = s.id
   LEFT JOIN LATERAL (SELECT pgfollower.worker_pid() AS pid) w ON true;

@@ -176,17 +176,19 @@ def _admin(cluster: Cluster) -> psycopg.Connection[Any]:
     return psycopg.connect(cluster.dsn("postgres"), autocommit=True)
 
 
-@pytest.fixture
-def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
-    """A fresh database on each cluster, with pg_follower_py installed on both."""
+@contextlib.contextmanager
+def database_pair(clusters: tuple[Cluster, Cluster], version: str | None = None) -> Iterator[Pair]:
+    """A fresh database on each cluster with pg_follower_py (``version``, else
+    the default one) on both; dropped with its slots and origins at the end."""
     up_cluster, down_cluster = clusters
     dbname = "t_" + uuid.uuid4().hex[:10]
     for cluster in clusters:
         with _admin(cluster) as conn:
             conn.execute(f"CREATE DATABASE {dbname}")
     up, down = Node(up_cluster, dbname), Node(down_cluster, dbname)
-    up.execute("CREATE EXTENSION pg_follower_py CASCADE")
-    down.execute("CREATE EXTENSION pg_follower_py CASCADE")
+    create = "CREATE EXTENSION pg_follower_py" + (f" VERSION '{version}'" if version else "")
+    up.execute(create + " CASCADE")
+    down.execute(create + " CASCADE")
     p = Pair(up, down)
     try:
         yield p
@@ -212,3 +214,10 @@ def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
         for cluster in clusters:
             with _admin(cluster) as conn:
                 conn.execute(f"DROP DATABASE {dbname} WITH (FORCE)")
+
+
+@pytest.fixture
+def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
+    """A fresh database on each cluster, with pg_follower_py installed on both."""
+    with database_pair(clusters) as p:
+        yield p

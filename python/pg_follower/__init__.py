@@ -4,7 +4,7 @@ Kept import-light: the server's PL/Python imports submodules of this package
 (``ddl``, ``conninfo``, ``server``) without psycopg being available.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Names shared by the extension and the worker.
 PUBLICATION = "pg_follower_py"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -204,6 +204,27 @@ class Target:
     plain_delete: RunShape | None = None
 
 
+@dataclass(slots=True)
+class AppliedCounts:
+    """What a subscription committed downstream since its worker started.
+
+    Plain ints, shared by the subscription's appliers and read by the
+    supervisor (status writes) and the metrics; the applier adds a
+    transaction's figures only when its downstream commit succeeded.
+    """
+
+    transactions: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    truncated: int = 0  # tables truncated
+
+    @property
+    def rows(self) -> int:
+        """Rows inserted, updated or deleted (a TRUNCATE counts tables, not rows)."""
+        return self.inserted + self.updated + self.deleted
+
+
 def _text(value: Value) -> str | None:
     if value is None:
         return None
@@ -215,10 +236,20 @@ def _text(value: Value) -> str | None:
 class PostgresApplier:
     """Applies one subscription's transactions on a downstream connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], origin: str, sub_id: int | None = None):
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        origin: str,
+        sub_id: int | None = None,
+        counts: AppliedCounts | None = None,
+    ):
         self.conn = conn
         self.origin = origin
         self.sub_id = sub_id
+        self.counts = counts if counts is not None else AppliedCounts()
+        # Of the downstream transaction open now: into ``counts`` at its commit.
+        self._pending = AppliedCounts()
+        self._savepoint_counts: dict[str, AppliedCounts] = {}
         # Commit LSN of the one failing transaction the operator asked to
         # skip (skip_transaction()); read at each session start.
         self.skip_lsn: int | None = None
@@ -266,7 +297,8 @@ class PostgresApplier:
         self.prepare_session()
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_catalog.pg_replication_origin_session_setup(%s)", [self.origin])
-            cur.execute("SELECT pg_catalog.pg_replication_origin_session_progress(false)::text")
+            # flushed (true): a position we start from counts as durable
+            cur.execute("SELECT pg_catalog.pg_replication_origin_session_progress(true)::text")
             row = cur.fetchone()
         self.conn.commit()
         lsn = row[0] if row else None
@@ -325,6 +357,7 @@ class PostgresApplier:
         self.flush_pending()
         savepoint = sql.SQL("SAVEPOINT {}").format(sql.Identifier(name))
         self._guarded(lambda _: self.conn.execute(savepoint), None)
+        self._savepoint_counts[name] = replace(self._pending)
 
     def rollback_to(self, name: str) -> None:
         """Undo what was applied since the savepoint (a subtransaction aborted)."""
@@ -332,6 +365,9 @@ class PostgresApplier:
         rollback = sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name))
         self._guarded(lambda _: self.conn.execute(rollback), None)
         self._forget_catalog()
+        counts = self._savepoint_counts.get(name)
+        if counts is not None:  # what it applied is undone: not counted
+            self._pending = replace(counts)
 
     @property
     def idle(self) -> bool:
@@ -406,6 +442,8 @@ class PostgresApplier:
         self._rows.discard()
         self._in_transaction = False
         self._skipping = False
+        self._pending = AppliedCounts()
+        self._savepoint_counts.clear()
         self._reset_group()
         self._role = None  # SET LOCAL ends with the transaction
         if not self.conn.closed:
@@ -462,6 +500,8 @@ class PostgresApplier:
 
     def _on_commit(self, m: Commit) -> None:
         self._in_transaction = False
+        if not self._skipping:
+            self._pending.transactions += 1
         if self._skipping:
             self._skipping = False
             if not self._skip_requested:
@@ -521,7 +561,18 @@ class PostgresApplier:
         self._statement = ""
         self.committed_commits = self._group_commits
         self._committed = last
+        self._count_committed()
         self._reset_group()
+
+    def _count_committed(self) -> None:
+        p, c = self._pending, self.counts
+        c.transactions += p.transactions
+        c.inserted += p.inserted
+        c.updated += p.updated
+        c.deleted += p.deleted
+        c.truncated += p.truncated
+        self._pending = AppliedCounts()
+        self._savepoint_counts.clear()
 
     # -- relations ---------------------------------------------------------------
     def _on_relation(self, m: Relation) -> None:
@@ -551,6 +602,7 @@ class PostgresApplier:
             return
         if target.skip:
             return
+        self._pending.inserted += 1
         line = copy_line(m.new)
         self._buffer_rows(target, [line], len(line))
 
@@ -565,6 +617,7 @@ class PostgresApplier:
     def _on_insert_run(self, m: InsertRun) -> None:
         target = self._target(m.relation_id)
         if not target.skip:
+            self._pending.inserted += len(m.lines)
             self._buffer_rows(target, m.lines, m.nbytes)
 
     def _buffer_rows(self, target: Target, lines: list[bytes], nbytes: int) -> None:
@@ -611,8 +664,13 @@ class PostgresApplier:
                 self._flush_copy()
                 self._run_as_owner(target)
                 add, lsn = self._rows.add_plain, self._run_lsn()
+                start = i
                 while i < n and add(plain, lsn, rows[i]):
                     i += 1
+                if deleting:
+                    self._pending.deleted += i - start
+                else:
+                    self._pending.updated += i - start
                 if i == n:
                     return
             row = rows[i]
@@ -626,6 +684,7 @@ class PostgresApplier:
         target = self._target(m.relation_id)
         if target.skip:
             return
+        self._pending.updated += 1
         self._flush_copy()
         self._run_as_owner(target)
         # The common shape (no old tuple; TOASTed values left out are not
@@ -687,6 +746,7 @@ class PostgresApplier:
         target = self._target(m.relation_id)
         if target.skip:
             return
+        self._pending.deleted += 1
         self._flush_copy()
         self._run_as_owner(target)
         plain = target.plain_delete
@@ -1062,6 +1122,7 @@ class PostgresApplier:
         targets = [t for t in (self._target(r) for r in m.relation_ids) if not t.skip]
         if not targets:
             return
+        self._pending.truncated += len(targets)
         # Each table ONLY (in "TRUNCATE ONLY a, b" the ONLY is a's alone): the
         # upstream listed every table it truncated, inheritance children and
         # partitions included.

@@ -97,6 +97,12 @@ def cmd_sequences(_args: argparse.Namespace) -> int:
     return print_sequences(sys.stdin.read().strip())
 
 
+def cmd_wal_lsn(_args: argparse.Namespace) -> int:
+    from .slots import print_wal_lsn
+
+    return print_wal_lsn(sys.stdin.read().strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pg-follower", description="Logical replication follower for PostgreSQL."
@@ -228,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     drop.set_defaults(func=cmd_drop_slot)
     seqs = sub.add_parser("upstream-sequences", help=argparse.SUPPRESS)
     seqs.set_defaults(func=cmd_sequences)
+    wal = sub.add_parser("upstream-wal-lsn", help=argparse.SUPPRESS)
+    wal.set_defaults(func=cmd_wal_lsn)
     return parser
 
 

@@ -42,6 +42,8 @@ FORMAT_VERSION = 2
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
 NAMEDATALEN = 64
+# Our own extension: ALTER EXTENSION on it is each node's business.
+EXTENSION = "pg_follower_py"
 
 
 @dataclass(frozen=True)
@@ -1090,6 +1092,10 @@ def capture_command(
     relevant = [c for c in commands if not c.in_extension]
     if commands and not relevant:
         return []  # the extension script runs again downstream with CREATE EXTENSION
+    if tag == "ALTER EXTENSION" and all(
+        c.object_type == "extension" and c.object_identity == EXTENSION for c in relevant
+    ):
+        return []  # each node updates its own pg_follower_py (README: "Upgrades")
     if relevant and all(_is_temp_schema(c.schema_name) for c in relevant):
         return []
     handler = _COMMAND_HANDLERS.get(tag)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -62,21 +61,6 @@ class WorkerCollector(Collector):
     def __init__(self, runners: Callable[[], Mapping[int, SubscriptionRunner]]):
         self.runners = runners
         self.started = time.time()
-        # Progress restarts with each stream session: keep the counter
-        # monotonic across them (sub id -> progress seen, earlier sessions' sum).
-        self._sessions: dict[int, tuple[object, int, int]] = {}
-        self._lock = threading.Lock()
-
-    def _commits(self, sub_id: int, progress: Any) -> int:
-        with self._lock:
-            seen, base, last = self._sessions.get(sub_id, (None, 0, 0))
-            if progress is None:
-                return base + last
-            if progress is not seen:
-                base, last = base + last, 0
-            last = int(progress.commits_applied)
-            self._sessions[sub_id] = (progress, base, last)
-            return base + last
 
     def collect(self) -> Iterator[Any]:
         labels = ["subscription"]
@@ -102,9 +86,19 @@ class WorkerCollector(Collector):
         transactions = CounterMetricFamily(
             "pg_follower_transactions_applied", "upstream transactions applied", labels=labels
         )
+        rows = CounterMetricFamily(
+            "pg_follower_rows_applied",
+            "rows applied by kind (truncate: tables truncated)",
+            labels=[*labels, "kind"],
+        )
         errors = CounterMetricFamily(
             "pg_follower_apply_errors",
             "errors recorded (in follow_status.last_error)",
+            labels=labels,
+        )
+        retries = CounterMetricFamily(
+            "pg_follower_apply_retries",
+            "sessions started again after an error",
             labels=labels,
         )
         spool = GaugeMetricFamily(
@@ -122,7 +116,7 @@ class WorkerCollector(Collector):
             )
         }
         runners = dict(self.runners())
-        for sub_id, runner in runners.items():
+        for runner in runners.values():
             name = [runner.config.name]
             st = runner.snapshot()
             for known in {*STATES, st.state}:
@@ -137,8 +131,17 @@ class WorkerCollector(Collector):
                 applied.add_metric(name, str_to_lsn(st.applied_lsn))
             if st.lag_seconds is not None:
                 lag_seconds.add_metric(name, st.lag_seconds)
-            transactions.add_metric(name, self._commits(sub_id, progress))
+            counts = runner.counts
+            transactions.add_metric(name, counts.transactions)
+            for kind, value in (
+                ("insert", counts.inserted),
+                ("update", counts.updated),
+                ("delete", counts.deleted),
+                ("truncate", counts.truncated),
+            ):
+                rows.add_metric([*name, kind], value)
             errors.add_metric(name, st.errors)
+            retries.add_metric(name, st.retries)
             spool.add_metric(name, _spool_bytes(runner.config.slot_name))
             copy["tables_done"].add_metric(name, st.tables_copied)
             copy["tables_total"].add_metric(name, st.tables_total or 0)
@@ -150,7 +153,9 @@ class WorkerCollector(Collector):
         yield lag_bytes
         yield lag_seconds
         yield transactions
+        yield rows
         yield errors
+        yield retries
         yield spool
         yield from copy.values()
         yield GaugeMetricFamily("pg_follower_worker_up", "1 while the worker runs", 1.0)

@@ -170,7 +170,7 @@ class ParallelStream:
         applier = self._applier
         if applier is None or applier.conn.closed:
             applier = self._applier = PostgresApplier(
-                self._connect(), self.main.origin, self.main.sub_id
+                self._connect(), self.main.origin, self.main.sub_id, self.main.counts
             )
             applier.prepare_session()
         self.main.set_lock_timeout(MAIN_LOCK_TIMEOUT)

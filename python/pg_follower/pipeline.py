@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from . import PUBLICATION
-from .apply import PostgresApplier
+from .apply import AppliedCounts, PostgresApplier
 from .decode import Commit, lsn_to_str, pg_timestamp_to_datetime, str_to_lsn
 from .errors import ApplyError, FollowerError, ProtocolError, UpstreamError, first_line
 from .initial_copy import CopyProgress, InitialCopy
@@ -63,6 +63,7 @@ class Status:
     state: str = "starting"
     received_lsn: str | None = None
     applied_lsn: str | None = None
+    flushed_lsn: str | None = None  # applied and durable downstream (what the slot is told)
     upstream_lsn: str | None = None
     lag_seconds: float | None = None
     last_error: str | None = None
@@ -74,6 +75,7 @@ class Status:
     rows_copied: int = 0
     rows_total: int | None = None
     errors: int = 0  # recorded since the worker started (metrics)
+    retries: int = 0  # sessions started again after an error, since the worker started
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +111,8 @@ class SubscriptionRunner(threading.Thread):
         self.reader: StreamReader | None = None
         self.ungroup_until = 0  # commit LSN up to which transactions are applied one by one
         self.no_parallel: set[int] = set()  # streamed xids left to the spool
+        self.counts = AppliedCounts()  # committed downstream, since the worker started
+        self.paused = False  # pause_follow(): no session, nothing applied
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -118,13 +122,42 @@ class SubscriptionRunner(threading.Thread):
         """Retry now (skip_transaction() was called)."""
         self.wake_event.set()
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (end the session, apply nothing) or resume, as the catalog says."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        logger.info(
+            "subscription %s: %s",
+            self.config.name,
+            "paused: ending the stream (the upstream slot keeps its WAL)" if paused else "resumed",
+            extra={"subscription": self.config.name},
+        )
+        self.wake_event.set()
+
+    def _leaving(self) -> bool:
+        """Whether the session must end: stop_follow, the worker's stop, or a pause."""
+        return self.paused or self.stop_event.is_set()
+
+    def _wait_paused(self) -> None:
+        self.status.state = "paused"
+        while self.paused and not self.stop_event.is_set():
+            self.wake_event.wait(1.0)
+            self.wake_event.clear()
+        if not self.stop_event.is_set():
+            self.status.state = "starting"
+
     def run(self) -> None:
         backoff = Backoff()
         while not self.stop_event.is_set():
+            if self.paused:
+                self._wait_paused()
+                continue
             try:
                 self._session(backoff)
             except ApplyError as exc:
-                if exc.retry_now:
+                if exc.retry_now and not self._leaving():
+                    self.status.retries += 1
                     # Which of the grouped transactions failed is not known:
                     # apply them one at a time, at once, to find out.
                     if exc.lsn:
@@ -144,6 +177,9 @@ class SubscriptionRunner(threading.Thread):
                 self._record_error(f"internal error: {type(exc).__name__}: {exc}")
             if self.stop_event.is_set():
                 break
+            if self.paused:
+                continue  # the session ended for the pause, not for an error
+            self.status.retries += 1
             delay = backoff.next()
             logger.info("subscription %s: retrying in %.1f s", self.config.name, delay)
             self.wake_event.wait(delay)
@@ -153,7 +189,7 @@ class SubscriptionRunner(threading.Thread):
     def _record_error(
         self, message: str, lsn: str | None = None, statement: str | None = None
     ) -> None:
-        if self.stop_event.is_set():
+        if self._leaving():
             return  # errors from tearing down on request are not errors
         logger.error("subscription %s: %s", self.config.name, message, extra={"lsn": lsn})
         st = self.status
@@ -168,7 +204,7 @@ class SubscriptionRunner(threading.Thread):
     def _session(self, backoff: Backoff) -> None:
         cfg = self.config
         with psycopg.connect(worker_conninfo(self.downstream_dsn)) as down:
-            applier = PostgresApplier(down, cfg.origin_name, cfg.id)
+            applier = PostgresApplier(down, cfg.origin_name, cfg.id, self.counts)
             position = applier.setup()
             applier.load_skip_request()
             self._prepare_upstream()
@@ -233,9 +269,7 @@ class SubscriptionRunner(threading.Thread):
             self.copy_progress = CopyProgress()
             # The snapshot lives while ``repl`` stays idle: it is used next
             # for START_REPLICATION, after the copy.
-            InitialCopy(
-                cfg.conninfo, slot.snapshot, down, self.copy_progress, self.stop_event.is_set
-            ).run()
+            InitialCopy(cfg.conninfo, slot.snapshot, down, self.copy_progress, self._leaving).run()
         with down.cursor() as cur:
             # Writing the status row makes the transaction commit a record that
             # carries the origin position even when nothing else is written.
@@ -307,7 +341,7 @@ class SubscriptionRunner(threading.Thread):
             applier.group_after = max(applier.group_after, str_to_lsn(self.status.error_lsn))
         last_flush_check = 0.0
         try:
-            while not self.stop_event.is_set():
+            while not self._leaving():
                 try:
                     item = inbox.get(timeout=0.2)
                 except queue.Empty:
@@ -324,7 +358,7 @@ class SubscriptionRunner(threading.Thread):
                     raise item
                 left = len(item)
                 for entry in item:
-                    if self.stop_event.is_set():
+                    if self._leaving():
                         break  # what was applied of a transaction is rolled back
                     left -= 1
                     committed, commits = self._apply(entry, applier, parallel, progress, backoff)
@@ -415,9 +449,12 @@ class SubscriptionRunner(threading.Thread):
         if progress is not None:
             st.received_lsn = lsn_to_str(progress.received_lsn)
             st.applied_lsn = lsn_to_str(progress.applied_lsn)
+            st.flushed_lsn = lsn_to_str(progress.flushed_lsn)
             st.upstream_lsn = lsn_to_str(progress.upstream_lsn)
             busy = not progress.caught_up or (reader is not None and reader.in_transaction)
-            if not busy:
+            if st.state == "paused":
+                st.lag_seconds = None  # not applying: the upstream's position is not known
+            elif not busy:
                 st.lag_seconds = 0.0
             elif progress.last_commit_ts is not None:
                 st.lag_seconds = max(0.0, time.time() - progress.last_commit_ts)

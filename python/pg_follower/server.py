@@ -261,6 +261,117 @@ def sync_sequences(plpy: Plpy, name: str | None) -> int:
     return done
 
 
+# -- wait_for_catchup --------------------------------------------------------
+
+CATCHUP_POLL = 0.1  # seconds between looks at the worker's status
+
+
+def wait_for_catchup(plpy: Plpy, name: str | None, timeout: str | None) -> str:
+    """Wait until subscription ``name`` has durably applied the upstream's WAL
+    position as of now; return that position (text), or raise at ``timeout``.
+
+    The criterion is the worker's ``flushed_lsn``: commits are counted once
+    flushed downstream, and while nothing is in flight it follows the
+    upstream's keepalives, so WAL of other databases (or of nothing
+    replicated) does not keep it waiting.
+    """
+    isolation = plpy.execute("SELECT current_setting('transaction_isolation') AS i")[0]["i"]
+    if isolation != "read committed":
+        _fail(
+            plpy,
+            f"wait_for_catchup cannot wait in a {isolation.upper()} transaction:"
+            " it would never see the worker's progress",
+            hint="Call it outside an explicit transaction, or in a READ COMMITTED one.",
+        )
+    seconds = plpy.execute(
+        _plan(plpy, "SELECT extract(epoch FROM $1::interval)::float8 AS s", ["interval"]),
+        [timeout],
+    )[0]["s"]
+    if seconds is None or seconds < 0:
+        _fail(
+            plpy,
+            f"invalid timeout {timeout!r} for wait_for_catchup",
+            hint="Pass a non-negative interval such as '60s'.",
+        )
+    sub = _catchup_row(plpy, name)
+    if sub is None:
+        _no_such_subscription(plpy, name)
+    _refuse_if_paused(plpy, name, sub)
+    res = _helper(plpy, sub["conninfo"], ["upstream-wal-lsn"])
+    if isinstance(res, str) or res.returncode != 0:
+        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
+        _fail(
+            plpy,
+            f"cannot read the WAL position of the upstream ({sub['upstream']}): {error}",
+            hint="Check that the upstream is reachable, then try again.",
+        )
+    target = res.stdout.strip()
+    deadline = time.monotonic() + seconds
+    while True:
+        sub = _catchup_row(plpy, name, target)
+        if sub is None:
+            _fail(
+                plpy,
+                f'subscription "{name}" was removed while wait_for_catchup waited',
+                hint="SELECT name FROM follow_status lists the subscriptions.",
+            )
+        if sub["done"]:
+            return target
+        _refuse_if_paused(plpy, name, sub)
+        if time.monotonic() >= deadline:
+            break
+        # pg_sleep, not time.sleep: a cancel request ends the wait
+        plpy.execute(
+            _plan(plpy, "SELECT pg_catalog.pg_sleep($1)", ["float8"]),
+            [min(CATCHUP_POLL, max(0.0, deadline - time.monotonic()))],
+        )
+    flushed = sub["flushed_lsn"]
+    where = (
+        f"it has applied up to {flushed}, {sub['behind']} bytes behind"
+        if flushed
+        else "it has applied nothing yet"
+    )
+    state = sub["state"]
+    if not sub["worker"]:
+        state = "stopped: no worker is running for this database"
+    error = f"; last error: {sub['last_error']}" if sub["last_error"] else ""
+    _fail(
+        plpy,
+        f'subscription "{name}" did not catch up with the upstream within {seconds:g} s:'
+        f" the target was {target}, the upstream's WAL position at the call; {where}"
+        f" (state {state}{error})",
+        hint="See follow_status; wait longer with wait_for_catchup(name, timeout => '5min').",
+    )
+
+
+def _catchup_row(plpy: Plpy, name: str | None, target: str | None = None) -> Any:
+    rows = plpy.execute(
+        _plan(
+            plpy,
+            "SELECT s.conninfo, s.upstream, s.paused, st.state, st.last_error,"
+            " st.flushed_lsn::text AS flushed_lsn,"
+            " coalesce(st.flushed_lsn >= $2::pg_lsn, false) AS done,"
+            " pg_catalog.pg_wal_lsn_diff($2::pg_lsn, st.flushed_lsn)::bigint AS behind,"
+            " pgfollower.worker_pid() IS NOT NULL AS worker"
+            " FROM pgfollower.subscription s"
+            " LEFT JOIN pgfollower.subscription_status st ON st.sub_id = s.id"
+            " WHERE s.name = $1",
+            ["text", "text"],
+        ),
+        [name, target or "0/0"],
+    )
+    return rows[0] if rows else None
+
+
+def _refuse_if_paused(plpy: Plpy, name: str | None, sub: Any) -> None:
+    if sub["paused"]:
+        _fail(
+            plpy,
+            f'subscription "{name}" is paused: it does not catch up until it is resumed',
+            hint=f"SELECT resume_follow({_quote_literal(name or '')}); then wait again.",
+        )
+
+
 def _helper(plpy: Plpy, conninfo: str, args: list[str]) -> subprocess.CompletedProcess[str] | str:
     """Run ``python -m pg_follower <args>`` with the conninfo on its stdin (not
     its command line); its result, or an error text if it could not run."""
@@ -352,6 +463,24 @@ def ensure_worker(plpy: Plpy, wait: bool) -> int | None:
 # -- DDL capture -------------------------------------------------------------
 
 
+def _frames_of_0_1_0(plpy: Plpy, frames: str | bool) -> str | None:
+    """The 0.1.0 SQL, still in place until ALTER EXTENSION ... UPDATE, passes
+    whether the DDL ran nested (a boolean) instead of the call stack: it
+    refused nested DDL, and so does this until the update (None: refused
+    with a WARNING under unsupported_ddl = 'warn', nothing to queue)."""
+    if frames is True:
+        _refuse(
+            plpy,
+            ddl.Unsupported(
+                "DDL inside a function or a DO block needs the extension's 0.2.0 SQL,"
+                " and this database still has 0.1.0",
+                "run ALTER EXTENSION pg_follower_py UPDATE on this node",
+            ),
+        )
+        return None
+    return "" if frames is False else str(frames)
+
+
 def capture_ddl(
     plpy: Plpy,
     tag: str,
@@ -367,6 +496,10 @@ def capture_ddl(
     DDL is a top-level statement (see ddl.statement_source).
     """
     commands = [ddl.Command(**c) for c in json.loads(commands_json)]
+    frames_text = _frames_of_0_1_0(plpy, frames)
+    if frames_text is None:
+        return []
+    frames = frames_text
     try:
         messages = ddl.capture_command(
             tag,
@@ -490,6 +623,10 @@ def capture_drop(
 ) -> list[str]:
     """The records (JSON) that replay the DROP an sql_drop firing reports."""
     dropped = [ddl.DroppedObject(**d) for d in json.loads(dropped_json)]
+    frames_text = _frames_of_0_1_0(plpy, frames)
+    if frames_text is None:
+        return []
+    frames = frames_text
     try:
         messages = ddl.capture_drop(
             tag,

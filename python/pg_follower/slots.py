@@ -1,5 +1,6 @@
-"""Helpers that stop_follow and sync_sequences run in a process of their own:
-dropping a subscription's upstream slot, reading the upstream's sequences."""
+"""Helpers that stop_follow, sync_sequences and wait_for_catchup run in a
+process of their own: dropping a subscription's upstream slot, reading the
+upstream's sequences or its WAL position."""
 
 from __future__ import annotations
 
@@ -82,3 +83,17 @@ def print_sequences(conninfo: str) -> int:
         return 1
     json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
     return 0
+
+
+def print_wal_lsn(conninfo: str) -> int:
+    """Print the upstream's current WAL write position; exit status 0 on success."""
+    from .stream import worker_conninfo
+
+    try:
+        with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
+            row = up.execute("SELECT pg_catalog.pg_current_wal_lsn()::text").fetchone()
+    except psycopg.Error as exc:
+        print(first_line(exc), file=sys.stderr)
+        return 1
+    print(row[0] if row else "")
+    return 0 if row else 1

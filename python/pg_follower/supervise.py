@@ -34,6 +34,19 @@ POLL_INTERVAL = 1.0
 # Where a launched worker serves metrics (ALTER DATABASE ... SET), if anywhere.
 METRICS_SETTING = "pg_follower_py.metrics_address"
 WAIT_SLICE = 0.2
+# The first extension version whose catalog has the pause flag, flushed_lsn
+# and the counters. The installed Python is always the newest, while a
+# database may still have an older version's tables until ALTER EXTENSION
+# ... UPDATE: the worker writes what the catalog it finds has.
+PAUSE_AND_COUNTERS = (0, 2, 0)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'0.2.0' -> (0, 2, 0); anything unparsable sorts first."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
 
 
 class AnotherWorker(FollowerError):
@@ -57,6 +70,9 @@ class Supervisor:
         self.stop_event = threading.Event()
         self.metrics_address = metrics_address
         self.metrics_started = False
+        self.catalog: tuple[int, ...] = (0,)  # the extension version of the downstream
+        # What each runner's counters were at the last status write (deltas are added).
+        self.counts_written: dict[int, tuple[int, int]] = {}
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -159,6 +175,8 @@ class Supervisor:
         deadline = time.monotonic() + POLL_INTERVAL
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             for notify in conn.notifies(timeout=WAIT_SLICE, stop_after=1):
+                # pause/resume and new or stopped subscriptions: the
+                # reconcile that follows at once reads them
                 if notify.payload == "skip":
                     for runner in self.runners.values():
                         runner.wake()
@@ -170,26 +188,44 @@ class Supervisor:
         Rows locked by an in-progress stop_follow are skipped, so the runner
         lets go of its slot and origin while stop_follow waits for them.
         """
+        row = conn.execute(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_follower_py'"
+        ).fetchone()
+        if row is None:
+            raise ExtensionMissing(
+                f"database {conn.info.dbname!r} has no pg_follower_py extension any more"
+            )
+        self.catalog = version_tuple(str(row[0]))
+        paused = "paused" if self.catalog >= PAUSE_AND_COUNTERS else "false"
         rows = conn.execute(
-            "SELECT id, name, conninfo, upstream, slot_name, origin_name, copy_data"
-            " FROM pgfollower.subscription FOR KEY SHARE SKIP LOCKED"
+            "SELECT id, name, conninfo, upstream, slot_name, origin_name, copy_data, "
+            + paused
+            + " FROM pgfollower.subscription FOR KEY SHARE SKIP LOCKED"
         ).fetchall()
-        wanted = {r[0]: SubscriptionConfig(*r) for r in rows}
+        wanted = {r[0]: SubscriptionConfig(*r[:7]) for r in rows}
+        pause = {r[0]: bool(r[7]) for r in rows}
         gone = [i for i, r in self.runners.items() if i not in wanted or not r.is_alive()]
         self._stop_runners(gone)
         for sub_id, config in wanted.items():
-            if sub_id not in self.runners:
-                logger.info(
-                    "subscription %s: starting (upstream %s)",
-                    config.name,
-                    config.upstream,
-                    extra={"subscription": config.name},
-                )
-                runner = SubscriptionRunner(config, self.dsn)
-                self.runners[sub_id] = runner
-                runner.start()
+            runner = self.runners.get(sub_id)
+            if runner is not None:
+                runner.set_paused(pause[sub_id])
+                continue
+            logger.info(
+                "subscription %s: starting (upstream %s)%s",
+                config.name,
+                config.upstream,
+                ", paused" if pause[sub_id] else "",
+                extra={"subscription": config.name},
+            )
+            runner = SubscriptionRunner(config, self.dsn)
+            runner.paused = pause[sub_id]
+            self.runners[sub_id] = runner
+            runner.start()
 
     def _stop_runners(self, ids: list[int]) -> None:
+        for i in ids:
+            self.counts_written.pop(i, None)
         runners = [self.runners.pop(i) for i in ids if i in self.runners]
         for runner in runners:
             logger.info(
@@ -202,6 +238,16 @@ class Supervisor:
             runner.join(timeout=10)
 
     def _write_status(self, conn: psycopg.Connection[Any]) -> None:
+        # 0.2.0 catalogs also take flushed_lsn and the counters, which grow by
+        # what was applied since the last write (so they survive restarts).
+        counters = self.catalog >= PAUSE_AND_COUNTERS
+        extra = (
+            " flushed_lsn = %s, transactions_applied = transactions_applied + %s,"
+            " rows_applied = rows_applied + %s,"
+            if counters
+            else ""
+        )
+        written: dict[int, tuple[int, int]] = {}
         with conn.transaction():
             conn.execute(
                 "UPDATE pgfollower.worker SET heartbeat_at = now(), pid = %s", [os.getpid()]
@@ -211,6 +257,29 @@ class Supervisor:
                 # A worker that did not copy (it started after the copy) keeps
                 # the copy's figures that the row already holds.
                 copied = runner.copy_progress is not None
+                params: list[Any] = [
+                    st.state,
+                    st.received_lsn,
+                    st.applied_lsn,
+                    st.upstream_lsn,
+                    st.lag_seconds,
+                    st.last_error,
+                    st.last_error_at,
+                    st.error_lsn,
+                    st.error_statement,
+                    st.tables_copied if copied else None,
+                    copied,
+                    st.tables_total,
+                    st.rows_copied if copied else None,
+                    copied,
+                    st.rows_total,
+                ]
+                now = (runner.counts.transactions, runner.counts.rows)
+                if counters:
+                    before = self.counts_written.get(sub_id, (0, 0))
+                    params += [st.flushed_lsn, now[0] - before[0], now[1] - before[1]]
+                # (an older catalog: counted from the update on, as counters_since says)
+                written[sub_id] = now
                 conn.execute(
                     "UPDATE pgfollower.subscription_status SET state = %s,"
                     " received_lsn = %s, applied_lsn = %s, upstream_lsn = %s,"
@@ -220,23 +289,8 @@ class Supervisor:
                     " tables_total = CASE WHEN %s THEN %s ELSE tables_total END,"
                     " rows_copied = coalesce(%s, rows_copied),"
                     " rows_total = CASE WHEN %s THEN %s ELSE rows_total END,"
-                    " updated_at = now() WHERE sub_id = %s",
-                    [
-                        st.state,
-                        st.received_lsn,
-                        st.applied_lsn,
-                        st.upstream_lsn,
-                        st.lag_seconds,
-                        st.last_error,
-                        st.last_error_at,
-                        st.error_lsn,
-                        st.error_statement,
-                        st.tables_copied if copied else None,
-                        copied,
-                        st.tables_total,
-                        st.rows_copied if copied else None,
-                        copied,
-                        st.rows_total,
-                        sub_id,
-                    ],
+                    + extra
+                    + " updated_at = now() WHERE sub_id = %s",
+                    [*params, sub_id],
                 )
+        self.counts_written.update(written)  # only once they are committed

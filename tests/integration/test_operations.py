@@ -111,14 +111,22 @@ def test_metrics_during_a_stream(pair: Pair) -> None:
             def moved(before: dict[Key, float] = before) -> bool:
                 samples.append(now := scrape(port))
                 return all(
-                    now[sub(name)] > before[sub(name)]
+                    now[name] > before[name]
                     for name in (
-                        "pg_follower_applied_lsn",
-                        "pg_follower_transactions_applied_total",
+                        sub("pg_follower_applied_lsn"),
+                        sub("pg_follower_transactions_applied_total"),
+                        sub("pg_follower_rows_applied_total", kind="insert"),
                     )
                 )
 
             wait_until(moved, 120, lambda: f"applied LSN and transactions to move: {pair.status()}")
+            # follow_status counts too, as of the worker's status writes
+            counted = pair.status()["transactions_applied"]
+            wait_until(
+                lambda counted=counted: pair.status()["transactions_applied"] > counted,
+                30,
+                lambda counted=counted: f"follow_status.transactions_applied to pass {counted}",
+            )
             writer.join()
         pair.caught_up(300)
 
@@ -134,7 +142,38 @@ def test_metrics_during_a_stream(pair: Pair) -> None:
         last = wait_until(lag_gone, 60, lambda: f"lag to reach 0: {scrape(port)}")
         assert last[sub("pg_follower_applied_lsn")] >= samples[-1][sub("pg_follower_applied_lsn")]
         assert last[key("pg_follower_worker_uptime_seconds")] > 0
-    assert pair.down.scalar("SELECT count(*) FROM ticks") == TRANSACTIONS // 2 * 2
+        assert last[sub("pg_follower_rows_applied_total", kind="insert")] == TRANSACTIONS // 2 * 2
+
+        # each kind of row change has its counter
+        pair.up.execute("UPDATE ticks SET at = now() WHERE id <= 10")
+        pair.up.execute("DELETE FROM ticks WHERE id <= 5")
+        pair.up.execute("TRUNCATE ticks")
+        pair.down.execute("SELECT wait_for_catchup()")
+
+        def rows(figures: dict[Key, float]) -> list[float]:
+            return [
+                figures[sub("pg_follower_rows_applied_total", kind=kind)]
+                for kind in ("insert", "update", "delete", "truncate")
+            ]
+
+        def truncate_counted() -> dict[Key, float] | None:
+            figures = scrape(port)
+            return figures if rows(figures)[3] > rows(last)[3] else None
+
+        final = wait_until(
+            truncate_counted,
+            30,
+            lambda: f"the TRUNCATE to be counted: {scrape(port)}",
+        )
+        assert [a - b for a, b in zip(rows(final), rows(last), strict=True)] == [0, 10, 5, 1]
+        assert final[sub("pg_follower_apply_retries_total")] == 0
+        wait_until(
+            lambda: pair.status()["rows_applied"] >= TRANSACTIONS // 2 * 2 + 15,
+            30,
+            lambda: f"follow_status.rows_applied to count every row: {pair.status()}",
+        )
+        assert pair.status()["transactions_applied"] >= TRANSACTIONS // 2 * 2 + 3
+    assert pair.down.scalar("SELECT count(*) FROM ticks") == 0
 
 
 def test_metrics_address_setting_and_copy_figures(pair: Pair) -> None:
@@ -151,6 +190,29 @@ def test_metrics_address_setting_and_copy_figures(pair: Pair) -> None:
         assert figures[sub("pg_follower_copy_tables_done")] == 1
         assert figures[sub("pg_follower_copy_tables_total")] == 1
         assert figures[sub("pg_follower_copy_rows_done")] == 1000
+
+        # an apply error counts, and so does each retry; the fix clears it
+        pair.down.execute("INSERT INTO seeded VALUES (1001)")
+        pair.up.execute("INSERT INTO seeded VALUES (1001)")
+
+        def retried() -> dict[Key, float] | None:
+            figures = scrape(port)
+            return figures if figures[sub("pg_follower_apply_retries_total")] >= 1 else None
+
+        failing = wait_until(
+            retried,
+            60,
+            lambda: f"a retry after the apply error: {pair.status()}",
+        )
+        assert failing[sub("pg_follower_apply_errors_total")] >= 1
+        assert failing[sub("pg_follower_subscription_state", state="error")] == 1
+        pair.down.execute("DELETE FROM seeded WHERE id = 1001")
+        pair.down.execute("SELECT wait_for_catchup()")
+        wait_until(
+            lambda: scrape(port)[sub("pg_follower_subscription_state", state="streaming")] == 1,
+            30,
+            "streaming again",
+        )
 
 
 def test_status_screen_metrics_and_json_log_without_password(pair: Pair) -> None:

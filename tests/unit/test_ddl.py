@@ -957,3 +957,14 @@ def test_ordinal_tells_apart_statements_on_the_same_object() -> None:
     query = "ALTER TABLE u ADD y int; ALTER TABLE t ADD y int; ALTER TABLE t ADD z int"
     with pytest.raises(Unsupported, match="holds 3 different"):
         capture_command("ALTER TABLE", query, [ALTER_T], "public", ordinal=0)
+
+
+def test_alter_extension_pg_follower_py_is_not_replicated() -> None:
+    """Each node runs ALTER EXTENSION pg_follower_py UPDATE itself; other
+    extensions' ALTER EXTENSION stays refused."""
+    own = ddl.Command("ALTER EXTENSION", "extension", None, "pg_follower_py", False)
+    update = "ALTER EXTENSION pg_follower_py UPDATE"
+    assert ddl.capture_command("ALTER EXTENSION", update, [own], "public") == []
+    other = ddl.Command("ALTER EXTENSION", "extension", None, "hstore", False)
+    with pytest.raises(ddl.Unsupported):
+        ddl.capture_command("ALTER EXTENSION", "ALTER EXTENSION hstore UPDATE", [other], "public")

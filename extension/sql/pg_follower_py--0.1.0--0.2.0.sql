@@ -1,0 +1,409 @@
+-- complain if the script is sourced in psql rather than run by ALTER EXTENSION
+\echo Use "ALTER EXTENSION pg_follower_py UPDATE TO '0.2.0'" to load this file. \quit
+
+-- pg_follower_py 0.1.0 -> 0.2.0, hand-written deltas. The result must equal a
+-- fresh 0.2.0 install (sql/*.sql): tests/integration/test_upgrade.py compares
+-- every object of the extension. Columns are appended (ALTER TABLE ... ADD
+-- COLUMN), so sql/ declares new columns last too. The installed Python is
+-- already the 0.2.0 one while this has not run: the worker reads the
+-- extension's version and writes only what the catalog has.
+
+-- pause_follow / resume_follow: the pause flag, kept across worker restarts
+ALTER TABLE pgfollower.subscription
+    ADD COLUMN paused boolean NOT NULL DEFAULT false;
+
+-- the 'paused' state; flushed_lsn (wait_for_catchup's criterion); counters
+ALTER TABLE pgfollower.subscription_status
+    DROP CONSTRAINT subscription_status_state_check,
+    ADD CONSTRAINT subscription_status_state_check
+        CHECK (state IN ('starting', 'copying', 'streaming', 'paused', 'error',
+                         'stopped')),
+    ADD COLUMN flushed_lsn pg_lsn,
+    ADD COLUMN transactions_applied bigint NOT NULL DEFAULT 0,
+    ADD COLUMN rows_applied bigint NOT NULL DEFAULT 0,
+    ADD COLUMN counters_since timestamptz NOT NULL DEFAULT now();
+
+-- follow_status: state 'paused'; flushed_lsn and the counters, appended
+-- (CREATE OR REPLACE VIEW keeps its grants and comment)
+CREATE OR REPLACE VIEW @extschema@.follow_status AS
+SELECT s.name,
+       s.upstream,
+       s.slot_name,
+       CASE
+           WHEN w.pid IS NOT NULL THEN st.state
+           WHEN s.paused THEN 'paused'
+           WHEN st.state = 'starting' AND s.created_at > now() - interval '15 seconds'
+               THEN 'starting'
+           ELSE 'stopped'
+       END AS state,
+       w.pid AS worker_pid,
+       st.received_lsn,
+       st.applied_lsn,
+       greatest(pg_catalog.pg_wal_lsn_diff(st.upstream_lsn, st.applied_lsn), 0)::bigint
+           AS lag_bytes,
+       st.lag_seconds,
+       CASE
+           WHEN w.pid IS NULL AND st.last_error IS NULL
+                AND s.created_at <= now() - interval '15 seconds'
+               THEN 'no worker is running for this database: run SELECT start_follow_worker()'
+                    ' or start "pg-follower worker"'
+           ELSE st.last_error
+       END AS last_error,
+       st.last_error_at,
+       st.error_lsn,
+       st.error_statement,
+       st.tables_copied,
+       st.tables_total,
+       st.rows_copied,
+       st.rows_total,
+       s.skip_lsn,
+       st.updated_at,
+       st.flushed_lsn,
+       st.transactions_applied,
+       st.rows_applied,
+       st.counters_since
+  FROM pgfollower.subscription s
+  LEFT JOIN pgfollower.subscription_status st ON st.sub_id = s.id
+  LEFT JOIN LATERAL (SELECT pgfollower.worker_pid() AS pid) w ON true;
+
+-- new: pause_follow, resume_follow (sql/26_pause_follow.sql)
+-- Pause and resume a subscription. Paused, the worker applies nothing and
+-- keeps no stream open, but the upstream slot stays: the upstream retains
+-- WAL from the slot's position until resume_follow (watch its disk). The
+-- flag lives in the subscription row, so a pause survives worker restarts.
+CREATE FUNCTION pgfollower.set_paused(p_name text, p_paused boolean) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_was boolean;
+BEGIN
+    -- NO KEY UPDATE: the worker's FOR KEY SHARE SKIP LOCKED still sees the row
+    SELECT s.paused INTO v_was
+      FROM pgfollower.subscription s
+     WHERE s.name = p_name
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pg_follower_py: there is no subscription named %', quote_literal(p_name)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM follow_status lists the subscriptions.';
+    END IF;
+    IF v_was = p_paused THEN
+        RAISE NOTICE 'pg_follower_py: subscription % is already %', quote_literal(p_name),
+                     CASE WHEN p_paused THEN 'paused' ELSE 'not paused' END;
+        RETURN;
+    END IF;
+    UPDATE pgfollower.subscription SET paused = p_paused WHERE name = p_name;
+    -- the worker looks at the subscriptions again when this commits
+    PERFORM pg_notify('pg_follower_py', CASE WHEN p_paused THEN 'pause' ELSE 'resume' END);
+    IF p_paused THEN
+        RAISE NOTICE 'pg_follower_py: subscription % is paused', quote_literal(p_name)
+            USING DETAIL = 'Nothing is applied until resume_follow; the upstream keeps WAL for its slot meanwhile.',
+                  HINT = 'follow_status.state shows ''paused'' once the worker has stopped applying.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.set_paused(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.pause_follow(name text DEFAULT 'default') RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- mark the subscription paused; the worker stops applying within a second
+    PERFORM pgfollower.set_paused(pause_follow.name, true);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.pause_follow(text) IS
+    'Stop applying the subscription''s changes, keeping its upstream slot (which retains WAL) until resume_follow';
+REVOKE ALL ON FUNCTION @extschema@.pause_follow(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.resume_follow(name text DEFAULT 'default') RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- clear the pause; the worker streams again from where it stopped
+    PERFORM pgfollower.set_paused(resume_follow.name, false);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.resume_follow(text) IS
+    'Apply the subscription''s changes again after pause_follow, from where it stopped';
+REVOKE ALL ON FUNCTION @extschema@.resume_follow(text) FROM PUBLIC;
+
+-- new: wait_for_catchup (sql/27_wait_for_catchup.sql)
+-- For switchover scripts and tests: wait until the subscription has durably
+-- applied everything the upstream had written when the call began.
+CREATE FUNCTION @extschema@.wait_for_catchup(
+    name text DEFAULT 'default',
+    timeout interval DEFAULT '60s'
+) RETURNS pg_lsn
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+# Read the upstream's WAL position through a helper process, then poll the
+# worker's status here; return that position once it is applied.
+import sys
+if "@PYDIR@" not in sys.path:
+    sys.path.insert(0, "@PYDIR@")
+from pg_follower import server
+return server.wait_for_catchup(plpy, name, timeout)
+$$;
+COMMENT ON FUNCTION @extschema@.wait_for_catchup(text, interval) IS
+    'Wait until the subscription has applied (and flushed) the upstream''s WAL position at the time of the call; returns it, or raises at the timeout';
+REVOKE ALL ON FUNCTION @extschema@.wait_for_catchup(text, interval) FROM PUBLIC;
+
+-- DDL capture (sql/30_capture.sql from its deparser on, copied whole):
+-- DDL inside functions, procedures and DO blocks; the writers became
+-- procedures the triggers CALL. Everything after the queue table is dropped
+-- and made again as a fresh install makes it.
+DROP EVENT TRIGGER pg_follower_py_ddl;
+DROP EVENT TRIGGER pg_follower_py_drop;
+DROP FUNCTION pgfollower.on_ddl_command_end();
+DROP FUNCTION pgfollower.on_sql_drop();
+DROP FUNCTION pgfollower.queue_ddl(text, text, text, boolean);
+DROP FUNCTION pgfollower.queue_drop(text, text, text, boolean);
+DROP FUNCTION pgfollower.called_nested(text, text);
+DROP FUNCTION pgfollower.capture_ddl(text, text, text, text, boolean, boolean);
+DROP FUNCTION pgfollower.capture_drop(text, text, text, text, boolean, boolean);
+DROP FUNCTION pgfollower.enqueue(text[], text);
+
+-- Deparse one DDL command into the statements that replay it (JSON texts).
+-- Pure functions of their arguments plus catalog reads; not for PUBLIC: only
+-- the writers below call them, with what the event trigger reported.
+CREATE FUNCTION pgfollower.capture_ddl(p_tag text, p_query text, p_commands text,
+                                       p_search_path text, p_frames text,
+                                       p_standard_strings boolean) RETURNS text[]
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+# Deparse one DDL command into the statements that replay it.
+import sys
+if "@PYDIR@" not in sys.path:
+    sys.path.insert(0, "@PYDIR@")
+from pg_follower import server
+return server.capture_ddl(plpy, p_tag, p_query, p_commands, p_search_path,
+                          p_frames, p_standard_strings)
+$$;
+
+CREATE FUNCTION pgfollower.capture_drop(p_tag text, p_query text, p_dropped text,
+                                        p_search_path text, p_frames text,
+                                        p_standard_strings boolean) RETURNS text[]
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+# The statements that replay the DROP of what a command dropped.
+import sys
+if "@PYDIR@" not in sys.path:
+    sys.path.insert(0, "@PYDIR@")
+from pg_follower import server
+return server.capture_drop(plpy, p_tag, p_query, p_dropped, p_search_path,
+                           p_frames, p_standard_strings)
+$$;
+REVOKE ALL ON FUNCTION pgfollower.capture_ddl(text, text, text, text, text, boolean)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgfollower.capture_drop(text, text, text, text, text, boolean)
+    FROM PUBLIC;
+
+-- Insert the statements to replay, then delete them at once: the WAL keeps
+-- the Insert for the row stream, the table stays empty. p_role is the
+-- current_user of the DDL, passed by the (non-definer) trigger: the writers
+-- only get here once their own call stack shows that trigger called them
+-- (pgfollower.trigger_frames), so it is not a caller's choice. Under a
+-- SECURITY DEFINER function it is the function's owner, a role the session
+-- itself may not be able to become.
+CREATE FUNCTION pgfollower.enqueue(p_messages text[], p_role text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    -- one row per statement, in order
+    IF p_messages IS NULL OR cardinality(p_messages) = 0 THEN
+        RETURN;
+    END IF;
+    IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
+        RAISE EXCEPTION 'pg_follower_py: cannot queue DDL as role %: it does not exist',
+                        quote_ident(coalesce(p_role, ''))
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    WITH ins AS (
+        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement)
+        SELECT (m ->> 'v')::integer, m ->> 'kind', m ->> 'tag', m ->> 'identity',
+               m ->> 'search_path', p_role, m ->> 'sql'
+          FROM unnest(p_messages) WITH ORDINALITY AS u(t, n), LATERAL (SELECT u.t::jsonb AS m) j
+         ORDER BY u.n
+        RETURNING id)
+    SELECT array_agg(id) INTO v_ids FROM ins;
+    DELETE FROM pgfollower.ddl_queue WHERE id = ANY (v_ids);
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.enqueue(text[], text) FROM PUBLIC;
+
+-- A writer's PG_CONTEXT (innermost frame first, one a line) below the frame of
+-- the event trigger that called it: "" for a top-level DDL, else the frames of
+-- the function, procedure or DO block the DDL ran in, the first one holding
+-- its text. NULL when the writer was not called by that trigger (user code
+-- running during a DDL can call the writers too). Its first frame is the
+-- writer's own; the next two must be exactly the trigger's CALL statement
+-- (p_call, as written in the trigger) and the trigger function's frame. No
+-- other role can forge them: the trigger function's name is qualified with
+-- pgfollower (where PUBLIC cannot create), and no text can follow the closing
+-- parenthesis of a CALL, so a statement of one's own cannot hold them either.
+CREATE FUNCTION pgfollower.trigger_frames(p_context text, p_call text, p_trigger text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_head text := 'SQL statement "' || p_call || E'"\nPL/pgSQL function pgfollower.'
+                   || p_trigger || '() line ';
+    v_rest text;
+    v_line text;
+BEGIN
+    -- skip the writer's own frame, then match the trigger's two
+    IF strpos(p_context, E'\n') = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(p_context, strpos(p_context, E'\n') + 1);
+    IF left(v_rest, length(v_head)) IS DISTINCT FROM v_head THEN
+        RETURN NULL;
+    END IF;
+    v_rest := substr(v_rest, length(v_head) + 1);
+    v_line := substring(v_rest FROM E'^[0-9]+ at CALL(?:\n|$)');
+    IF v_line IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN substr(v_rest, length(v_line) + 1);
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.trigger_frames(text, text, text) FROM PUBLIC;
+
+-- The writers the event triggers CALL (any role's DDL fires them, so PUBLIC
+-- may execute them). They read the event trigger's report (which raises
+-- outside an event trigger), the client's query text and their own call
+-- stack themselves: a caller cannot hand them SQL to queue. Called by anything
+-- but the trigger, they refuse. The DDL's text is the client's query (a
+-- top-level DDL) or what the call stack shows (DDL inside a function, a
+-- procedure or a DO block); the deparser checks it is a statement of the
+-- reported command on the reported object.
+CREATE PROCEDURE pgfollower.queue_ddl(p_tag text, p_role text, p_search_path text,
+                                      p_standard_strings boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_commands text;
+    v_context text;
+    v_frames text;
+BEGIN
+    -- queue what this ddl_command_end firing replays downstream
+    SELECT coalesce(json_agg(json_build_object(
+               'command_tag', command_tag, 'object_type', object_type,
+               'schema_name', schema_name, 'object_identity', object_identity,
+               'in_extension', in_extension)), '[]')::text
+      INTO v_commands
+      FROM pg_event_trigger_ddl_commands();
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- the CALL exactly as pgfollower.on_ddl_command_end() writes it
+    v_frames := pgfollower.trigger_frames(v_context,
+        'CALL pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting(''standard_conforming_strings'') OPERATOR(pg_catalog.=) ''on'')',
+        'on_ddl_command_end');
+    IF v_frames IS NULL THEN
+        PERFORM pgfollower.not_called_by_trigger('pgfollower.queue_ddl', 'pg_follower_py_ddl');
+    END IF;
+    PERFORM pgfollower.enqueue(pgfollower.capture_ddl(
+        p_tag, current_query(), v_commands, p_search_path, v_frames, p_standard_strings), p_role);
+END
+$$;
+
+CREATE PROCEDURE pgfollower.queue_drop(p_tag text, p_role text, p_search_path text,
+                                       p_standard_strings boolean)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_dropped text;
+    v_context text;
+    v_frames text;
+BEGIN
+    -- queue the DROP this sql_drop firing replays downstream
+    SELECT coalesce(json_agg(json_build_object(
+               'object_type', object_type, 'schema_name', schema_name,
+               'object_name', object_name, 'object_identity', object_identity,
+               'original', original, 'is_temporary', is_temporary)), '[]')::text
+      INTO v_dropped
+      FROM pg_event_trigger_dropped_objects();
+    GET DIAGNOSTICS v_context = PG_CONTEXT;
+    -- the CALL exactly as pgfollower.on_sql_drop() writes it
+    v_frames := pgfollower.trigger_frames(v_context,
+        'CALL pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting(''standard_conforming_strings'') OPERATOR(pg_catalog.=) ''on'')',
+        'on_sql_drop');
+    IF v_frames IS NULL THEN
+        PERFORM pgfollower.not_called_by_trigger('pgfollower.queue_drop', 'pg_follower_py_drop');
+    END IF;
+    PERFORM pgfollower.enqueue(pgfollower.capture_drop(
+        p_tag, current_query(), v_dropped, p_search_path, v_frames, p_standard_strings), p_role);
+END
+$$;
+
+-- The error of a writer called by something else than its event trigger.
+CREATE FUNCTION pgfollower.not_called_by_trigger(p_writer text, p_trigger text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'pg_follower_py: % may only be called by the event trigger %', p_writer, p_trigger
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'If the schema pgfollower is in search_path, take it out: the trigger''s'
+                     ' own frame in the call stack then no longer names it.';
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.not_called_by_trigger(text, text) FROM PUBLIC;
+
+CREATE FUNCTION pgfollower.on_ddl_command_end() RETURNS event_trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- queue the DDL for the followers, as the role that ran it
+    IF pg_catalog.current_setting('pg_follower_py.internal_ddl', true) OPERATOR(pg_catalog.=) 'on' THEN
+        RETURN;  -- our own ALTER TABLE ... REPLICA IDENTITY, already covered
+    END IF;
+    PERFORM pgfollower.ensure_replica_identity(objid)
+       FROM pg_catalog.pg_event_trigger_ddl_commands()
+      WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+        AND object_type OPERATOR(pg_catalog.=) 'table' AND NOT in_extension;
+    IF NOT pgfollower.is_followed() THEN
+        RETURN;
+    END IF;
+    -- current_user here is the DDL's role (inside the writer it is the definer)
+    -- on one line: pgfollower.queue_ddl() checks its call stack for this exact text
+    CALL pgfollower.queue_ddl(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
+END
+$$;
+
+CREATE FUNCTION pgfollower.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    -- queue the DROP for the followers, as the role that ran it
+    IF NOT pgfollower.is_followed() THEN
+        RETURN;
+    END IF;
+    -- on one line: pgfollower.queue_drop() checks its call stack for this exact text
+    CALL pgfollower.queue_drop(tg_tag, current_user::text, pgfollower.effective_search_path(), pg_catalog.current_setting('standard_conforming_strings') OPERATOR(pg_catalog.=) 'on');
+END
+$$;
+
+CREATE EVENT TRIGGER pg_follower_py_ddl ON ddl_command_end
+    EXECUTE FUNCTION pgfollower.on_ddl_command_end();
+CREATE EVENT TRIGGER pg_follower_py_drop ON sql_drop
+    EXECUTE FUNCTION pgfollower.on_sql_drop();
+
+GRANT EXECUTE ON PROCEDURE pgfollower.queue_ddl(text, text, text, boolean),
+                           pgfollower.queue_drop(text, text, text, boolean)
+    TO PUBLIC;
+-- end of DDL capture
