@@ -391,6 +391,11 @@ def capture_ddl(
                     _refuse(plpy, problem)
                     return []
         out.append(message)
+        if message.get("tag") in ("CREATE MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW"):
+            for view in ddl.populated_matviews(tag, commands):
+                digest = _matview_digest(plpy, view)
+                if digest is not None:
+                    out.append(ddl.matview_digest(tag, view, search_path, digest))
         if message.get("kind") == "create_table":
             out.extend(_replica_identity(plpy, str(message["identity"]), search_path))
         elif message.get("kind") == "alter_table":
@@ -418,6 +423,27 @@ def _next_ordinal(plpy: Plpy, query: str, tag: str) -> int:
     n = counts.get(tag, 0)
     counts[tag] = n + 1
     return n
+
+
+def _matview_digest(plpy: Plpy, identity: str) -> str | None:
+    """``rows:md5`` of a materialized view's rows (None: not populated), their
+    text form under the worker's output settings, restored afterwards."""
+    populated = plpy.execute(
+        _plan(plpy, "SELECT relispopulated FROM pg_class WHERE oid = $1::regclass", ["text"]),
+        [identity],
+    )
+    if not populated or not populated[0]["relispopulated"]:
+        return None
+    names = list(ddl.DIGEST_SETTINGS)
+    saved = [_setting(plpy, name) or "" for name in names]
+    setter = _plan(plpy, "SELECT set_config($1, $2, true)", ["text", "text"])
+    try:
+        for name in names:
+            plpy.execute(setter, [name, ddl.DIGEST_SETTINGS[name]])
+        return str(plpy.execute(ddl.matview_digest_query(identity))[0]["digest"])
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            plpy.execute(setter, [name, value])
 
 
 def _rewritten_with_volatile_values(
