@@ -34,6 +34,7 @@ __all__ = [
     "Unsupported",
     "capture_command",
     "capture_drop",
+    "granted_relations",
     "matview_digest",
     "matview_digest_query",
     "populated_matviews",
@@ -761,6 +762,39 @@ def added_columns(statement: str) -> list[str]:
             k += 3
         if k < len(stmt.tokens) and stmt.tokens[k].kind in ("ident", "qident"):
             names.append(_truncate(stmt.tokens[k].value))
+    return names
+
+
+# Words after GRANT ... ON that name another kind of object than a relation.
+_NOT_RELATIONS = frozenset(
+    [
+        "all", "database", "domain", "foreign", "function", "language", "large",
+        "parameter", "procedure", "routine", "schema", "tablespace", "type",
+    ]
+)  # fmt: skip
+
+
+def granted_relations(statement: str) -> list[tuple[str | None, ...]]:
+    """The tables or sequences a GRANT or REVOKE names one by one, as written
+    (GRANT reports no identity, so the capture looks for temporary ones)."""
+    stmts = _split(statement)
+    if not stmts or stmts[0].word(0) not in ("grant", "revoke"):
+        return []
+    stmt = stmts[0]
+    on = next((i for i, w in stmt.top_level_words() if w == "on"), None)
+    if on is None:
+        return []
+    i = on + 1
+    if stmt.word(i) in _NOT_RELATIONS:
+        return []
+    if stmt.word(i) in ("table", "sequence"):
+        i += 1
+    names: list[tuple[str | None, ...]] = []
+    while (name := _parse_name(stmt, i)) is not None:
+        names.append(name.parts)
+        if not stmt.is_op(name.next, ","):
+            break
+        i = name.next + 1
     return names
 
 

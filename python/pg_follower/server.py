@@ -384,6 +384,20 @@ def capture_ddl(
     ]
     out: list[dict[str, object]] = []
     for message in messages:
+        if message.get("kind") in ("grant", "revoke"):
+            temporary, named = _temporary_relations(plpy, str(message["sql"]))
+            if temporary and temporary == named:
+                continue  # only temporary tables: never replicated
+            if temporary:
+                _refuse(
+                    plpy,
+                    ddl.Unsupported(
+                        f"the {tag} statement names temporary tables, which are not"
+                        " replicated, beside others",
+                        "Grant or revoke on the temporary tables in a statement of its own.",
+                    ),
+                )
+                return []
         if message.get("kind") == "alter_table":
             for table in altered:
                 problem = _rewritten_with_volatile_values(plpy, str(message["sql"]), table)
@@ -423,6 +437,28 @@ def _next_ordinal(plpy: Plpy, query: str, tag: str) -> int:
     n = counts.get(tag, 0)
     counts[tag] = n + 1
     return n
+
+
+def _temporary_relations(plpy: Plpy, statement: str) -> tuple[int, int]:
+    """How many of the tables a GRANT or REVOKE names one by one are temporary,
+    and how many it names."""
+    names = ddl.granted_relations(statement)
+    temporary = 0
+    for parts in names:
+        if len(parts) > 1:
+            temporary += str(parts[-2]).startswith("pg_temp")
+            continue
+        rows = plpy.execute(
+            _plan(
+                plpy,
+                "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1"
+                " AND relnamespace = pg_my_temp_schema()) AS temp",
+                ["text"],
+            ),
+            [parts[0]],
+        )
+        temporary += bool(rows[0]["temp"])
+    return temporary, len(names)
 
 
 def _matview_digest(plpy: Plpy, identity: str) -> str | None:

@@ -1294,3 +1294,20 @@ def test_drops_by_an_extension_script_are_the_extension_s() -> None:
                        object_type="operator")]  # fmt: skip
     query = "CREATE EXTENSION hstore"
     assert capture_drop("DROP OPERATOR", query, objects, "public") == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("GRANT SELECT ON t, s.u TO app", [("t",), ("s", "u")]),
+        ("REVOKE ALL ON TABLE pg_temp.t FROM PUBLIC", [("pg_temp", "t")]),
+        ("GRANT USAGE ON SEQUENCE seq TO app", [("seq",)]),
+        ("GRANT SELECT (a, b) ON t TO app", [("t",)]),
+        ("GRANT SELECT ON ALL TABLES IN SCHEMA public TO app", []),
+        ("GRANT EXECUTE ON FUNCTION f(int) TO app", []),
+        ("GRANT app TO bob", []),
+        ("COMMENT ON TABLE t IS 'x'", []),
+    ],
+)
+def test_granted_relations(sql: str, names: list[tuple[str, ...]]) -> None:
+    assert ddl.granted_relations(sql) == names
