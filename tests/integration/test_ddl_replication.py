@@ -417,3 +417,70 @@ def test_sync_sequences_on_demand(pair: Pair) -> None:
         assert pair.down.rows(last.format(seq)) == pair.up.rows(last.format(seq))
     with pytest.raises(psycopg.Error, match='subscription "nope" does not exist'):
         pair.down.execute("SELECT sync_sequences('nope')")
+
+
+# Every refusal left, with its exact message and hint (README "Refused").
+CTAS_HINT = "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT."
+REFUSALS = [
+    (
+        "CREATE TABLE c AS SELECT * FROM t",
+        "CREATE TABLE AS on public.c cannot be replicated",
+        CTAS_HINT,
+    ),
+    ("SELECT * INTO c FROM t", "SELECT INTO on public.c cannot be replicated", CTAS_HINT),
+    (
+        "IMPORT FOREIGN SCHEMA public LIMIT TO (t) FROM SERVER loop INTO imported",
+        "IMPORT FOREIGN SCHEMA on imported.t cannot be replicated",
+        "The downstream would read the remote schema again, maybe another one: create the"
+        " foreign tables with CREATE FOREIGN TABLE.",
+    ),
+    (
+        "DROP OWNED BY nobody_here",
+        "DROP OWNED cannot be replicated",
+        "DROP OWNED also revokes the role's privileges on the cluster's databases and"
+        " tablespaces: drop its objects with DROP and revoke its privileges with REVOKE.",
+    ),
+    (
+        "CREATE SUBSCRIPTION s CONNECTION 'dbname=x' PUBLICATION p"
+        " WITH (connect = false, slot_name = NONE)",
+        "CREATE SUBSCRIPTION on s cannot be replicated",
+        "A subscription is one node's own: create, alter or drop it on each side yourself.",
+    ),
+    (
+        "COMMENT ON LARGE OBJECT 4711 IS 'scan'",
+        "COMMENT on large object 4711 cannot be replicated",
+        "Large objects are not replicated (their rows are in pg_largeobject, a catalog):"
+        " run this on each side yourself.",
+    ),
+    (
+        "GRANT SELECT ON t, tmp TO PUBLIC",
+        "the GRANT statement names temporary tables, which are not replicated, beside others",
+        "Grant or revoke on the temporary tables in a statement of its own.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "message", "hint"), REFUSALS)
+def test_each_refusal_with_its_message(pair: Pair, statement: str, message: str, hint: str) -> None:
+    pair.follow()
+    pair.up.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    pair.up.execute("CREATE SCHEMA imported")
+    pair.up.execute("CREATE EXTENSION postgres_fdw")
+    pair.up.execute(
+        "CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw"
+        " OPTIONS (host %s, port %s, dbname %s)"
+        % tuple(f"'{v}'" for v in (pair.up.cluster.sockdir, pair.up.cluster.port, pair.up.dbname))
+    )
+    pair.up.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER loop")
+    if not pair.up.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'nobody_here'"):
+        pair.up.execute("CREATE ROLE nobody_here")  # owns nothing
+    pair.up.execute("SELECT lo_create(4711)")
+    pair.up.execute("CREATE TEMP TABLE tmp (a int)")
+    with pytest.raises(psycopg.Error) as info:
+        pair.up.execute(statement)
+    diag = info.value.diag
+    assert diag.message_primary == f"plpy.Error: pg_follower_py: {message}"
+    assert diag.message_hint == (
+        f"{hint} To run it here without replicating it, SET"
+        " pg_follower_py.unsupported_ddl = 'warn'."
+    )
