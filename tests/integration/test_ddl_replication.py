@@ -466,10 +466,10 @@ def test_each_refusal_with_its_message(pair: Pair, statement: str, message: str,
     pair.up.execute("CREATE TABLE t (id int PRIMARY KEY)")
     pair.up.execute("CREATE SCHEMA imported")
     pair.up.execute("CREATE EXTENSION postgres_fdw")
+    up = pair.up.cluster
     pair.up.execute(
         "CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw"
-        " OPTIONS (host %s, port %s, dbname %s)"
-        % tuple(f"'{v}'" for v in (pair.up.cluster.sockdir, pair.up.cluster.port, pair.up.dbname))
+        f" OPTIONS (host '{up.sockdir}', port '{up.port}', dbname '{pair.up.dbname}')"
     )
     pair.up.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER loop")
     if not pair.up.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'nobody_here'"):
