@@ -14,6 +14,7 @@ triggers, defaults and expressions run with the owner's rights.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from psycopg.pq import TransactionStatus
 from . import INTERNAL_SCHEMA, MESSAGE_PREFIX
 from .apply_runs import RowRuns, RunShape, Statement, set_statement
 from .ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
-from .ddl import MATVIEW_DIGEST_KIND, matview_digest_query, redacted, way_out
+from .ddl import LITERAL_SETTINGS, MATVIEW_DIGEST_KIND, matview_digest_query, redacted, way_out
 from .decode import (
     UNCHANGED_TOAST,
     Begin,
@@ -1143,35 +1144,34 @@ class PostgresApplier:
         if row.get("kind") == MATVIEW_DIGEST_KIND:
             self._check_matview(row.get("identity") or "", statement, role, tag, lsn)
             return
+        # The upstream checked the bodies (or, as pg_dump's scripts, chose not
+        # to): the catalog is the same either way, and a body may name an
+        # object that a later statement creates.
+        settings = {"search_path": row.get("search_path") or "", "check_function_bodies": "off"}
+        settings.update(_literal_settings(row.get("settings")))
+        names = list(settings)
         with self.conn.cursor() as cur:
             cur.execute(
-                "SELECT pg_catalog.current_setting('search_path'),"
-                " pg_catalog.current_setting('check_function_bodies')"
+                "SELECT pg_catalog.current_setting(n) FROM unnest(%s::text[]) WITH ORDINALITY"
+                " AS u(n, i) ORDER BY i",
+                [names],
             )
-            found = cur.fetchone()
-            saved, checks = (found[0], found[1]) if found else ("", "on")
+            saved = [r[0] for r in cur.fetchall()]
             if shown != statement:
                 self._keep_out_of_server_log(cur)
             # The role first: the worker never runs a query under a search_path
             # another role chose (its own functions or operators could shadow).
             self._set_role(None if role == self._worker_role else role)
-            # The upstream checked the bodies (or, as pg_dump's scripts, chose not
-            # to): the catalog is the same either way, and a body may name an
-            # object that a later statement creates.
-            cur.execute(
-                "SELECT pg_catalog.set_config('search_path', %s, true),"
-                " pg_catalog.set_config('check_function_bodies', 'off', true)",
-                [row.get("search_path") or ""],
+            setter = (
+                "SELECT pg_catalog.set_config(n, v, true)"
+                " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(n, v, i) ORDER BY i"
             )
+            cur.execute(setter, [names, list(settings.values())])
             try:
                 cur.execute(statement.encode())
             except psycopg.Error as exc:
                 raise self._ddl_error(exc) from exc
-            cur.execute(
-                "SELECT pg_catalog.set_config('search_path', %s, true),"
-                " pg_catalog.set_config('check_function_bodies', %s, true)",
-                [saved, checks],
-            )
+            cur.execute(setter, [names, saved])
             self._reset_role()
         self._forget_catalog()
         logger.info("applied %s %s as %s", tag, row.get("identity"), role)
@@ -1247,6 +1247,17 @@ class PostgresApplier:
             prefix,
             where,
         )
+
+
+def _literal_settings(raw: str | None) -> dict[str, str]:
+    """The upstream settings a DDL record carries, only those the worker sets."""
+    try:
+        found = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {n: found[n] for n in LITERAL_SETTINGS if isinstance(found.get(n), str) and found[n]}
 
 
 def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:

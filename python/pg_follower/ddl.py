@@ -11,6 +11,8 @@ the role that ran the DDL:
   their names joined by ``", "``.
 - ``search_path``: the upstream's effective search path, a SQL list of quoted identifiers.
 - ``sql``: the statement to replay, with no trailing semicolon.
+- ``settings`` (added by the server side): the upstream's ``LITERAL_SETTINGS``, as
+  a JSON object.
 
 The worker replays a row as ``SET LOCAL search_path TO <search_path>``, ``SET LOCAL
 ROLE <role>`` and then ``sql``, with standard_conforming_strings on. Upstream, the
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 __all__ = [
     "DIGEST_SETTINGS",
     "FORMAT_VERSION",
+    "LITERAL_SETTINGS",
     "MATVIEW_DIGEST_KIND",
     "Command",
     "DroppedObject",
@@ -985,6 +988,12 @@ def way_out(sqlstate: str | None, message: str) -> str:
     if sqlstate == "42704" and not message.startswith("role "):
         return ""
     return _WAYS_OUT.get(sqlstate or "", "")
+
+
+# Settings under which a statement's literals are read ('2024-01-01'::timestamptz
+# in a view or a default is stored as the instant it meant upstream): the worker
+# sets the upstream's around the replay. Any role may set them for itself.
+LITERAL_SETTINGS = ("DateStyle", "IntervalStyle", "TimeZone")
 
 
 # --- Materialized views ---------------------------------------------------------

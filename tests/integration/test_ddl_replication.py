@@ -484,3 +484,45 @@ def test_each_refusal_with_its_message(pair: Pair, statement: str, message: str,
         f"{hint} To run it here without replicating it, SET"
         " pg_follower_py.unsupported_ddl = 'warn'."
     )
+
+
+def test_literals_are_read_under_the_upstream_settings(pair: Pair) -> None:
+    """'2024-01-02 03:00'::timestamptz in a view or a default is the instant it
+    meant upstream, whatever the worker's TimeZone and DateStyle."""
+    pair.follow()
+    pair.up.execute("SET TimeZone = 'Asia/Tokyo'")
+    pair.up.execute("SET DateStyle = 'SQL, DMY'")
+    pair.up.execute("SET IntervalStyle = 'sql_standard'")
+    pair.up.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, at timestamptz DEFAULT '02/01/2024 03:00',"
+        " d date DEFAULT '03/04/2024', span interval DEFAULT '1-2')"
+    )
+    pair.up.execute("CREATE VIEW v AS SELECT timestamptz '02/01/2024 03:00' AS at")
+    pair.up.execute(
+        "CREATE FUNCTION f(at timestamptz DEFAULT '02/01/2024 03:00')"
+        " RETURNS timestamptz LANGUAGE sql RETURN at"
+    )
+    pair.up.execute("INSERT INTO t (id) VALUES (1)")
+    pair.caught_up()
+    for node in (pair.up, pair.down):
+        node.execute("SET TimeZone = 'UTC'")
+        node.execute("SET DateStyle = 'ISO'")
+        node.execute("SET IntervalStyle = 'postgres'")
+    query = "SELECT at::text, d::text, span::text, (SELECT at FROM v)::text, f()::text FROM t"
+    assert (
+        pair.down.rows(query)
+        == pair.up.rows(query)
+        == [
+            (
+                "2024-01-01 18:00:00+00",
+                "2024-04-03",
+                "1 year 2 mons",
+                "2024-01-01 18:00:00+00",
+                "2024-01-01 18:00:00+00",
+            )
+        ]
+    )
+    same_definition(pair, "t")
+    assert pair.down.rows("SELECT pg_get_viewdef('v')") == pair.up.rows(
+        "SELECT pg_get_viewdef('v')"
+    )
