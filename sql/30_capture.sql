@@ -108,7 +108,11 @@ BEGIN
         INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement,
                                           settings)
         SELECT (m ->> 'v')::integer, m ->> 'kind', m ->> 'tag', m ->> 'identity',
-               m ->> 'search_path', p_role, m ->> 'sql', coalesce(m ->> 'settings', '{}')
+               m ->> 'search_path', p_role, m ->> 'sql',
+               -- the caller's settings the literals were read under (ddl.LITERAL_SETTINGS)
+               json_build_object('DateStyle', current_setting('DateStyle'),
+                                 'IntervalStyle', current_setting('IntervalStyle'),
+                                 'TimeZone', current_setting('TimeZone'))::text
           FROM unnest(p_messages) WITH ORDINALITY AS u(t, n), LATERAL (SELECT u.t::jsonb AS m) j
          ORDER BY u.n
         RETURNING id)

@@ -11,8 +11,6 @@ the role that ran the DDL:
   their names joined by ``", "``.
 - ``search_path``: the upstream's effective search path, a SQL list of quoted identifiers.
 - ``sql``: the statement to replay, with no trailing semicolon.
-- ``settings`` (added by the server side): the upstream's ``LITERAL_SETTINGS``, as
-  a JSON object.
 
 The worker replays a row as ``SET LOCAL search_path TO <search_path>``, ``SET LOCAL
 ROLE <role>`` and then ``sql``, with standard_conforming_strings on. Upstream, the
@@ -992,7 +990,8 @@ def way_out(sqlstate: str | None, message: str) -> str:
 
 # Settings under which a statement's literals are read ('2024-01-01'::timestamptz
 # in a view or a default is stored as the instant it meant upstream): the worker
-# sets the upstream's around the replay. Any role may set them for itself.
+# sets the upstream's around the replay (pgfollower.enqueue() stores them in the
+# queue row's ``settings``, a JSON object). Any role may set them for itself.
 LITERAL_SETTINGS = ("DateStyle", "IntervalStyle", "TimeZone")
 
 

@@ -415,8 +415,7 @@ def capture_ddl(
         elif message.get("kind") == "alter_table":
             for table in altered:
                 out.extend(_replica_identity(plpy, table, search_path))
-    settings = _literal_settings(plpy) if out else None
-    return [_encode(m, settings) for m in out]
+    return [_encode(m) for m in out]
 
 
 # Firings so far of each tag for the query being run: (query, its receipt time) -> counts.
@@ -546,15 +545,8 @@ def capture_drop(
     return [_encode(m) for m in messages]
 
 
-def _encode(message: dict[str, object], settings: dict[str, str] | None = None) -> str:
-    if settings:
-        message = {**message, "settings": json.dumps(settings, separators=(",", ":"))}
+def _encode(message: dict[str, object]) -> str:
     return json.dumps(message, separators=(",", ":"))
-
-
-def _literal_settings(plpy: Plpy) -> dict[str, str]:
-    """The session's settings that the statement's literals were read under."""
-    return {name: _setting(plpy, name) or "" for name in ddl.LITERAL_SETTINGS}
 
 
 def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[str, object]]:

@@ -7,9 +7,10 @@
 --   * pgfollower.is_followed() is true with a pgoutput slot named pgf_... on
 --     this database, false without;
 --   * a followed top-level CREATE TABLE writes, in its own transaction, one
---     row of pgfollower.ddl_queue holding the schema-qualified statement and
---     the role that ran it, deletes it again, and emits no logical message
---     (decoded by a second, test_decoding slot); the queue stays empty;
+--     row of pgfollower.ddl_queue holding the schema-qualified statement, the
+--     role that ran it and its DateStyle, IntervalStyle and TimeZone, deletes
+--     it again, and emits no logical message (decoded by a second,
+--     test_decoding slot); the queue stays empty;
 --   * pgfollower.capture_ddl()/capture_drop(), called directly: CREATE TABLE
 --     (unqualified, qualified, quoted, in a multi-statement query) becomes its
 --     schema-qualified statement; a keyless table also gets its REPLICA
@@ -95,7 +96,11 @@ SELECT results_eq(
                  ' kind[text]:''create_table'' tag[text]:''CREATE TABLE'''
                  ' identity[text]:''public.tap_committed'' search_path[text]:''public'''
                  ' role_name[text]:%L statement[text]:''CREATE TABLE public.tap_committed'
-                 ' (id int PRIMARY KEY)''', current_user::text) COLLATE "default",
+                 ' (id int PRIMARY KEY)'' settings[text]:%L', current_user::text,
+                 json_build_object('DateStyle', current_setting('DateStyle'),
+                                   'IntervalStyle', current_setting('IntervalStyle'),
+                                   'TimeZone', current_setting('TimeZone'))::text)
+              COLLATE "default",
           'table pgfollower.ddl_queue: DELETE: id[bigint]:N'],
     'a committed CREATE TABLE wrote one ddl_queue row (statement schema-qualified, role'
     ' current_user) and deleted it, and nothing else: no logical message');
