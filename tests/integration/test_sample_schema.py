@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogs import assert_same_database
+from catalogs import assert_same_database, catalog
 from conftest import Node, Pair, text_rows, wait_until
 from pg_follower.cluster import bindir
 
@@ -62,6 +62,7 @@ CREATE USER MAPPING FOR pagila_reader SERVER pagila_remote
 CREATE FOREIGN TABLE public.remote_film (film_id integer) SERVER pagila_remote;
 CREATE MATERIALIZED VIEW public.film_ratings AS
     SELECT rating, count(*) AS films FROM public.film GROUP BY rating;
+CREATE UNIQUE INDEX film_ratings_rating ON public.film_ratings (rating);
 """
 
 # Rows: generated (pagila's data file is not vendored), through every table.
@@ -110,7 +111,7 @@ UPDATE public.rental SET return_date = rental_date + interval '3 days'
 UPDATE public.film SET rental_rate = 2.99 WHERE film_id % 7 = 0;
 DELETE FROM public.payment WHERE payment_id % 11 = 0;
 REFRESH MATERIALIZED VIEW public.rental_by_category;
-REFRESH MATERIALIZED VIEW public.film_ratings;
+REFRESH MATERIALIZED VIEW CONCURRENTLY public.film_ratings;
 """
 
 
@@ -156,6 +157,10 @@ def test_pagila_loaded_with_psql_while_followed(pair: Pair) -> None:
     status = pair.status()
     assert status["state"] == "streaming" and status["last_error"] is None, status
     assert_same_database(pair)
+    # not a comparison of empty lists: every kind is there
+    held = catalog(pair.up)
+    assert not [kind for kind, rows in held.items() if not rows]
+    assert len(held["routines"]) > 10 and len(held["triggers"]) > 10, held["routines"]
     assert matviews(pair.down) == matviews(pair.up)
     assert len(matviews(pair.up)) > 4
     # the replicated objects work downstream as upstream
