@@ -43,7 +43,8 @@ CREATE TABLE pgfollower.ddl_queue (
     identity    text NOT NULL,
     search_path text NOT NULL,
     role_name   text NOT NULL,     -- current_user of the DDL: replayed as that role
-    statement   text NOT NULL
+    statement   text NOT NULL,
+    settings    text NOT NULL DEFAULT '{}'  -- JSON: the settings literals were read under
 );
 REVOKE ALL ON pgfollower.ddl_queue FROM PUBLIC;
 
@@ -108,9 +109,14 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     WITH ins AS (
-        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement)
+        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement,
+                                          settings)
         SELECT (m ->> 'v')::integer, m ->> 'kind', m ->> 'tag', m ->> 'identity',
-               m ->> 'search_path', p_role, m ->> 'sql'
+               m ->> 'search_path', p_role, m ->> 'sql',
+               -- the caller's settings the literals were read under (ddl.LITERAL_SETTINGS)
+               json_build_object('DateStyle', current_setting('DateStyle'),
+                                 'IntervalStyle', current_setting('IntervalStyle'),
+                                 'TimeZone', current_setting('TimeZone'))::text
           FROM unnest(p_messages) WITH ORDINALITY AS u(t, n), LATERAL (SELECT u.t::jsonb AS m) j
          ORDER BY u.n
         RETURNING id)

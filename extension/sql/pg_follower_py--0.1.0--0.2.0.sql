@@ -157,6 +157,7 @@ REVOKE ALL ON FUNCTION @extschema@.wait_for_catchup(text, interval) FROM PUBLIC;
 -- DDL inside functions, procedures and DO blocks; the writers became
 -- procedures the triggers CALL. Everything after the queue table is dropped
 -- and made again as a fresh install makes it.
+ALTER TABLE pgfollower.ddl_queue ADD COLUMN settings text NOT NULL DEFAULT '{}';
 DROP EVENT TRIGGER pg_follower_py_ddl;
 DROP EVENT TRIGGER pg_follower_py_drop;
 DROP FUNCTION pgfollower.on_ddl_command_end();
@@ -229,9 +230,14 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     WITH ins AS (
-        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement)
+        INSERT INTO pgfollower.ddl_queue (v, kind, tag, identity, search_path, role_name, statement,
+                                          settings)
         SELECT (m ->> 'v')::integer, m ->> 'kind', m ->> 'tag', m ->> 'identity',
-               m ->> 'search_path', p_role, m ->> 'sql'
+               m ->> 'search_path', p_role, m ->> 'sql',
+               -- the caller's settings the literals were read under (ddl.LITERAL_SETTINGS)
+               json_build_object('DateStyle', current_setting('DateStyle'),
+                                 'IntervalStyle', current_setting('IntervalStyle'),
+                                 'TimeZone', current_setting('TimeZone'))::text
           FROM unnest(p_messages) WITH ORDINALITY AS u(t, n), LATERAL (SELECT u.t::jsonb AS m) j
          ORDER BY u.n
         RETURNING id)

@@ -14,6 +14,7 @@ triggers, defaults and expressions run with the owner's rights.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from psycopg.pq import TransactionStatus
 from . import INTERNAL_SCHEMA, MESSAGE_PREFIX
 from .apply_runs import RowRuns, RunShape, Statement, set_statement
 from .ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
+from .ddl import LITERAL_SETTINGS, MATVIEW_DIGEST_KIND, matview_digest_query, redacted, way_out
 from .decode import (
     UNCHANGED_TOAST,
     Begin,
@@ -1222,25 +1224,84 @@ class PostgresApplier:
             )
         statement = row.get("statement") or ""
         role = row.get("role_name") or ""
-        self._statement = statement
+        tag = row.get("tag")
+        # what errors and logs show: never a user mapping's password
+        shown = redacted(tag, statement)
+        self._statement = shown
         if role != self._worker_role:
-            self._check_role(role, row.get("tag"), lsn, statement)
+            self._check_role(role, tag, lsn, shown)
+        if row.get("kind") == MATVIEW_DIGEST_KIND:
+            self._check_matview(row.get("identity") or "", statement, role, tag, lsn)
+            return
+        # The upstream checked the bodies (or, as pg_dump's scripts, chose not
+        # to): the catalog is the same either way, and a body may name an
+        # object that a later statement creates.
+        settings = {"search_path": row.get("search_path") or "", "check_function_bodies": "off"}
+        settings.update(_literal_settings(row.get("settings")))
+        names = list(settings)
         with self.conn.cursor() as cur:
-            cur.execute("SELECT pg_catalog.current_setting('search_path')")
-            found = cur.fetchone()
-            saved = found[0] if found else ""
+            cur.execute(
+                "SELECT pg_catalog.current_setting(n) FROM unnest(%s::text[]) WITH ORDINALITY"
+                " AS u(n, i) ORDER BY i",
+                [names],
+            )
+            saved = [r[0] for r in cur.fetchall()]
+            if shown != statement:
+                self._keep_out_of_server_log(cur)
             # The role first: the worker never runs a query under a search_path
             # another role chose (its own functions or operators could shadow).
             self._set_role(None if role == self._worker_role else role)
-            cur.execute(
-                "SELECT pg_catalog.set_config('search_path', %s, true)",
-                [row.get("search_path") or ""],
+            setter = (
+                "SELECT pg_catalog.set_config(n, v, true)"
+                " FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(n, v, i) ORDER BY i"
             )
-            cur.execute(statement.encode())
-            cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [saved])
+            cur.execute(setter, [names, list(settings.values())])
+            try:
+                cur.execute(statement.encode())
+            except psycopg.Error as exc:
+                raise self._ddl_error(exc) from exc
+            cur.execute(setter, [names, saved])
             self._reset_role()
         self._forget_catalog()
-        logger.info("applied %s %s as %s", row.get("tag"), row.get("identity"), role)
+        logger.info("applied %s %s as %s", tag, row.get("identity"), role)
+
+    def _ddl_error(self, exc: psycopg.Error) -> ApplyError:
+        """The apply error of a replayed statement, with the way out of it."""
+        error = self._apply_error(exc)
+        hint = way_out(getattr(exc, "sqlstate", None), first_line(exc))
+        if hint:
+            error = ApplyError(f"{error}: {hint}", lsn=error.lsn, statement=error.statement)
+        return error
+
+    def _keep_out_of_server_log(self, cur: psycopg.Cursor[Any]) -> None:
+        """Where the worker may: no statement with a secret in the server's log."""
+        cur.execute(
+            "SELECT pg_catalog.set_config(p.name, p.value, true)"
+            "  FROM (VALUES ('log_min_error_statement', 'panic'), ('log_statement', 'none'))"
+            "       AS p(name, value)"
+            " WHERE pg_catalog.has_parameter_privilege(p.name, 'SET')"
+        )
+
+    def _check_matview(
+        self, identity: str, expected: str, role: str, tag: str | None, lsn: str | None
+    ) -> None:
+        """The rows a replayed CREATE MATERIALIZED VIEW or REFRESH gave must be the
+        upstream's: its query may read what the downstream lacks at this point."""
+        self._set_role(None if role == self._worker_role else role)
+        row = self.conn.execute(matview_digest_query(identity).encode()).fetchone()
+        self._reset_role()
+        found = str(row[0]) if row else ""
+        if found == expected:
+            return
+        raise ApplyError(
+            f"{tag} gave {identity} other rows downstream than upstream: its query read"
+            " rows the upstream had not seen yet (a write that committed while the upstream"
+            " statement ran), an unlogged table or a volatile function; skip this transaction"
+            " with skip_transaction() (its other changes go with it), then REFRESH the view"
+            " upstream while nothing writes to its tables",
+            lsn=lsn,
+            statement=f"{tag} {identity}",
+        )
 
     def _check_role(self, role: str, tag: str | None, lsn: str | None, statement: str) -> None:
         """The DDL's role must exist downstream: an apply error naming it otherwise."""
@@ -1275,6 +1336,17 @@ class PostgresApplier:
             prefix,
             where,
         )
+
+
+def _literal_settings(raw: str | None) -> dict[str, str]:
+    """The upstream settings a DDL record carries, only those the worker sets."""
+    try:
+        found = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {n: found[n] for n in LITERAL_SETTINGS if isinstance(found.get(n), str) and found[n]}
 
 
 def _move_columns(info: TableInfo, set_cols: Sequence[str]) -> list[str]:

@@ -27,14 +27,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "DIGEST_SETTINGS",
     "FORMAT_VERSION",
+    "LITERAL_SETTINGS",
+    "MATVIEW_DIGEST_KIND",
     "Command",
     "DroppedObject",
     "Unsupported",
     "capture_command",
     "capture_drop",
+    "granted_relations",
+    "matview_digest",
+    "matview_digest_query",
+    "populated_matviews",
+    "redacted",
     "split_statements",
     "statement_tag",
+    "way_out",
 ]
 
 # 2: rows of pgfollower.ddl_queue with the DDL's role (1: logical messages, no role)
@@ -726,9 +735,10 @@ class _Firing:
                 f"the {self.tag} statement for {identity} cannot be replicated: {source.problem}",
                 _NESTED_HINT,
             )
+        tags = _STATEMENT_TAGS.get(self.tag, (self.tag,))
         found: list[_Statement] = []
         for text in source.texts:
-            these = [s for s in _split(text, self.scs) if _tag(s) == self.tag and matches(s)]
+            these = [s for s in _split(text, self.scs) if _tag(s) in tags and matches(s)]
             found.extend(these)
             if these and source.first_wins:
                 break
@@ -757,6 +767,11 @@ class _Firing:
             f"the client's query text holds {count} different {self.tag} statements for {identity}",
             "Send each of these statements as a query of its own.",
         )
+
+
+# Event trigger tags reported for statements of another tag: CREATE LANGUAGE
+# without a handler creates the language's extension.
+_STATEMENT_TAGS = {"CREATE EXTENSION": ("CREATE EXTENSION", "CREATE LANGUAGE")}
 
 
 _NESTED_HINT = (
@@ -869,7 +884,10 @@ def _replay(firing: _Firing) -> list[dict[str, object]]:
     if not mine:
         return []  # IF NOT EXISTS that found the object: nothing changed
     identities = [c.object_identity for c in mine]
-    identity = ", ".join(dict.fromkeys(i or "?" for i in identities))
+    # GRANT and ALTER DEFAULT PRIVILEGES report only the kind of their objects
+    identity = ", ".join(
+        dict.fromkeys(c.object_identity or (c.object_type or "?").lower() for c in mine)
+    )
 
     def matches(stmt: _Statement) -> bool:
         name = _object_name(stmt)
@@ -942,6 +960,39 @@ def added_columns(statement: str) -> list[str]:
     return names
 
 
+# Words after GRANT ... ON that name another kind of object than a relation.
+_NOT_RELATIONS = frozenset(
+    [
+        "all", "database", "domain", "foreign", "function", "language", "large",
+        "parameter", "procedure", "routine", "schema", "tablespace", "type",
+    ]
+)  # fmt: skip
+
+
+def granted_relations(statement: str) -> list[tuple[str | None, ...]]:
+    """The tables or sequences a GRANT or REVOKE names one by one, as written
+    (GRANT reports no identity, so the capture looks for temporary ones)."""
+    stmts = _split(statement)
+    if not stmts or stmts[0].word(0) not in ("grant", "revoke"):
+        return []
+    stmt = stmts[0]
+    on = next((i for i, w in stmt.top_level_words() if w == "on"), None)
+    if on is None:
+        return []
+    i = on + 1
+    if stmt.word(i) in _NOT_RELATIONS:
+        return []
+    if stmt.word(i) in ("table", "sequence"):
+        i += 1
+    names: list[tuple[str | None, ...]] = []
+    while (name := _parse_name(stmt, i)) is not None:
+        names.append(name.parts)
+        if not stmt.is_op(name.next, ","):
+            break
+        i = name.next + 1
+    return names
+
+
 def _drop(firing: _Firing) -> list[dict[str, object]]:
     """DROP of the objects the statement named, by their identities."""
     originals = [d for d in firing.dropped if d.original]
@@ -969,7 +1020,10 @@ def _drop(firing: _Firing) -> list[dict[str, object]]:
 
     def target(stmt: _Statement) -> bool | None:
         """CASCADE or not, if the statement drops exactly these objects; else None."""
-        i = 2
+        found = _verb_object(stmt)
+        if found is None:
+            return None
+        i = found[2]
         if stmt.word(i) == "concurrently":
             i += 1
         if_exists = stmt.words_at(i, "if", "exists")
@@ -992,53 +1046,208 @@ def _drop(firing: _Firing) -> list[dict[str, object]]:
             return None
         return rest == ["cascade"]
 
-    found = firing.statements(identity, lambda s: target(s) is not None)
-    cascades = {target(s) for s in found}
+    def cascade(stmt: _Statement) -> bool | None:
+        """Whether the statement ends in CASCADE (None: not a DROP of this kind)."""
+        last = stmt.word(len(stmt.tokens) - 1)
+        return last == "cascade" if len(stmt.tokens) > 2 else None
+
+    # Routines, operators, casts and objects named "x ON table" are written with
+    # their arguments: their statements are told apart by the identities only.
+    named = firing.tag not in _DROPPED_WITH_ARGUMENTS
+    found = firing.statements(identity, lambda s: (target if named else cascade)(s) is not None)
+    cascades = {(target if named else cascade)(s) for s in found}
     if len(cascades) > 1:
         raise firing.ambiguous(identity, len(found))
-    sql = f"{firing.tag} {identity}" + (" CASCADE" if cascades.pop() else "")
+    sql = _drop_sql(firing.tag, identities) + (" CASCADE" if cascades.pop() else "")
     return [firing.message(firing.tag.lower().replace(" ", "_"), identity, sql)]
 
 
+# DROPs whose statement names the objects with more than a name.
+_DROPPED_WITH_ARGUMENTS = frozenset(
+    f"DROP {kind}"
+    for kind in (
+        "FUNCTION", "PROCEDURE", "ROUTINE", "AGGREGATE", "OPERATOR", "OPERATOR CLASS",
+        "OPERATOR FAMILY", "CAST", "TRIGGER", "RULE", "POLICY", "USER MAPPING", "TRANSFORM",
+    )
+)  # fmt: skip
+
+
+def _drop_sql(tag: str, identities: list[str]) -> str:
+    """DROP of objects by their identities, in the statement's own syntax."""
+    if tag == "DROP USER MAPPING":
+        # identity: "<user> on server <server>"; the statement: FOR <user> SERVER <server>
+        user, _, server = identities[0].partition(" on server ")
+        return f"DROP USER MAPPING FOR {user} SERVER {server}"
+    if tag == "DROP TRANSFORM":
+        # identity: "for <type> on language <language>"
+        type_, _, language = identities[0].removeprefix("for ").rpartition(" on language ")
+        return f"DROP TRANSFORM FOR {type_} LANGUAGE {language}"
+    return f"{tag} {', '.join(identities)}"
+
+
+# Kinds of objects whose CREATE, ALTER and DROP are replayed as the statement
+# (DROPs by identity). CREATE TABLE rewrites the table's name; the rest run as sent.
+_REPLAYED_KINDS = (
+    "TABLE", "INDEX", "SCHEMA", "TYPE", "DOMAIN", "SEQUENCE",
+    "FUNCTION", "PROCEDURE", "ROUTINE", "AGGREGATE", "OPERATOR", "OPERATOR CLASS",
+    "OPERATOR FAMILY", "CAST", "COLLATION", "CONVERSION", "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "VIEW",
+    "MATERIALIZED VIEW", "TRIGGER", "RULE", "POLICY", "STATISTICS", "EXTENSION",
+    "LANGUAGE", "ACCESS METHOD", "TRANSFORM", "FOREIGN DATA WRAPPER", "SERVER",
+    "USER MAPPING", "FOREIGN TABLE", "PUBLICATION",
+)  # fmt: skip
+# Commands that are no CREATE, ALTER or DROP, replayed as sent.
+_REPLAYED_OTHERS = (
+    "GRANT", "REVOKE", "ALTER DEFAULT PRIVILEGES", "COMMENT", "SECURITY LABEL",
+    "REFRESH MATERIALIZED VIEW",
+)  # fmt: skip
+
 # Handlers by command tag: those for ddl_command_end, then those for sql_drop.
 _COMMAND_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
+    **{f"{verb} {kind}": _replay for kind in _REPLAYED_KINDS for verb in ("CREATE", "ALTER")},
+    **{tag: _replay for tag in _REPLAYED_OTHERS},
     "CREATE TABLE": _create_table,
-    **{
-        tag: _replay
-        for tag in (
-            "ALTER TABLE",
-            "CREATE INDEX",
-            "ALTER INDEX",
-            "CREATE SCHEMA",
-            "ALTER SCHEMA",
-            "CREATE TYPE",
-            "ALTER TYPE",
-            "CREATE DOMAIN",
-            "ALTER DOMAIN",
-            "CREATE SEQUENCE",
-            "ALTER SEQUENCE",
-        )
-    },
 }
 _DROP_HANDLERS: dict[str, Callable[[_Firing], list[dict[str, object]]]] = {
-    tag: _drop
-    for tag in (
-        "DROP TABLE",
-        "DROP INDEX",
-        "DROP SCHEMA",
-        "DROP TYPE",
-        "DROP DOMAIN",
-        "DROP SEQUENCE",
-    )
+    f"DROP {kind}": _drop for kind in _REPLAYED_KINDS
 }
 SUPPORTED_HINT = (
-    "Replicated DDL: CREATE, ALTER and DROP of tables, indexes, schemas, types, domains"
-    " and sequences; run other DDL on each side yourself."
+    "Replicated DDL: CREATE, ALTER and DROP of every object a database holds, GRANT,"
+    " REVOKE, COMMENT, SECURITY LABEL and REFRESH MATERIALIZED VIEW; run other DDL on"
+    " each side yourself."
+)
+_SUBSCRIPTION_HINT = (
+    "A subscription is one node's own: create, alter or drop it on each side yourself."
 )
 _HINTS = {
     "CREATE TABLE AS": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
     "SELECT INTO": "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT.",
+    "IMPORT FOREIGN SCHEMA": (
+        "The downstream would read the remote schema again, maybe another one: create the"
+        " foreign tables with CREATE FOREIGN TABLE."
+    ),
+    "DROP OWNED": (
+        "DROP OWNED also revokes the role's privileges on the cluster's databases and"
+        " tablespaces: drop its objects with DROP and revoke its privileges with REVOKE."
+    ),
+    "CREATE SUBSCRIPTION": _SUBSCRIPTION_HINT,
+    "ALTER SUBSCRIPTION": _SUBSCRIPTION_HINT,
+    "DROP SUBSCRIPTION": _SUBSCRIPTION_HINT,
 }
+# Refused even when they report no object (DROP OWNED may only revoke).
+_REFUSED = frozenset(["DROP OWNED"])
+_LARGE_OBJECT_HINT = (
+    "Large objects are not replicated (their rows are in pg_largeobject, a catalog):"
+    " run this on each side yourself."
+)
+
+
+# --- Replay downstream -----------------------------------------------------------
+
+# Statements whose OPTIONS may hold secrets (a user mapping's password).
+_SECRET_KINDS = ("USER MAPPING", "SERVER", "FOREIGN DATA WRAPPER")
+
+
+def redacted(tag: str | None, statement: str) -> str:
+    """``statement`` as errors and logs may show it: the string literals of
+    foreign-data DDL (OPTIONS (password '...')) replaced by '***'."""
+    if not tag or not any(tag.endswith(kind) for kind in _SECRET_KINDS):
+        return statement
+    out: list[str] = []
+    pos = 0
+    for tok in _scan(statement):
+        if tok.kind in ("str", "estr", "nstr", "ustr", "dollar"):
+            out.append(statement[pos : tok.start] + "'***'")
+            pos = tok.end
+    return "".join(out) + statement[pos:]
+
+
+# What to do when a replayed statement fails for want of something, by SQLSTATE.
+_WAYS_OUT = {
+    "42704": (  # undefined_object: a role, mostly
+        "roles are cluster-wide and not replicated: create it downstream (see the"
+        ' README\'s "Roles"); the worker retries'
+    ),
+    "58P01": (  # undefined_file: an extension's control file
+        "install the extension's files on the downstream server (its package, of"
+        " the upstream's version); the worker retries"
+    ),
+}
+
+
+def way_out(sqlstate: str | None, message: str) -> str:
+    """How to get past a replayed statement's error (empty when nothing to say)."""
+    if sqlstate == "42704" and not message.startswith("role "):
+        return ""
+    return _WAYS_OUT.get(sqlstate or "", "")
+
+
+# Settings under which a statement's literals are read ('2024-01-01'::timestamptz
+# in a view or a default is stored as the instant it meant upstream): the worker
+# sets the upstream's around the replay (pgfollower.enqueue() stores them in the
+# queue row's ``settings``, a JSON object). Any role may set them for itself.
+LITERAL_SETTINGS = ("DateStyle", "IntervalStyle", "TimeZone")
+
+
+# --- Materialized views ---------------------------------------------------------
+#
+# The rows CREATE MATERIALIZED VIEW and REFRESH write are not in the change stream
+# (a materialized view is not published): the downstream computes them again from
+# its own tables. That gives other rows when the query reads what the downstream
+# does not have at that point (a write committed while the upstream REFRESH ran,
+# an unlogged table, a volatile function), so the upstream queues a digest of the
+# rows after the statement and the worker compares it with its own.
+
+MATVIEW_DIGEST_KIND = "matview_digest"
+_MATVIEW_TAGS = ("CREATE MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW")
+# The text form of rows the same on both sides: the worker's session settings.
+DIGEST_SETTINGS = {
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "TimeZone": "UTC",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+    "xmloption": "content",
+}
+
+
+def matview_digest_query(relation: str) -> str:
+    """The query giving ``rows:md5`` of a materialized view's rows, in any order.
+
+    ``relation`` is a quoted, qualified name, the view's identity.
+    """
+    return (
+        "SELECT pg_catalog.count(*)::pg_catalog.text OPERATOR(pg_catalog.||) ':'"
+        " OPERATOR(pg_catalog.||) COALESCE(pg_catalog.md5(pg_catalog.string_agg("
+        "h, '' ORDER BY h COLLATE \"C\")), '') AS digest"
+        f" FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM {relation} t) s"
+    )
+
+
+def populated_matviews(tag: str, commands: Sequence[Command]) -> list[str]:
+    """The materialized views whose rows a command of ``tag`` wrote (maybe none)."""
+    if tag not in _MATVIEW_TAGS:
+        return []
+    return [
+        c.object_identity
+        for c in commands
+        if c.command_tag == tag and c.object_type == "materialized view" and c.object_identity
+    ]
+
+
+def matview_digest(
+    firing_tag: str, identity: str, search_path: str, digest: str
+) -> dict[str, object]:
+    """The record that makes the worker check a materialized view's rows."""
+    return {
+        "v": FORMAT_VERSION,
+        "kind": MATVIEW_DIGEST_KIND,
+        "tag": firing_tag,
+        "identity": identity,
+        "search_path": search_path,
+        "sql": digest,
+    }
 
 
 def _unsupported(tag: str, objects: Sequence[str | None]) -> Unsupported:
@@ -1087,9 +1296,15 @@ def capture_command(
     same object in a top-level query string.
     Raises ``Unsupported`` when the command cannot be replicated exactly.
     """
+    if tag in _REFUSED:
+        raise _unsupported(tag, [c.object_identity for c in commands])
     if tag.startswith("DROP "):
         return []  # the sql_drop firing handles what was dropped
     relevant = [c for c in commands if not c.in_extension]
+    large = [c for c in relevant if (c.object_type or "").lower() == "large object"]
+    if large:
+        names = ", ".join(f"large object {c.object_identity or ''}".strip() for c in large)
+        raise Unsupported(f"{tag} on {names} cannot be replicated", _LARGE_OBJECT_HINT)
     if commands and not relevant:
         return []  # the extension script runs again downstream with CREATE EXTENSION
     if tag == "ALTER EXTENSION" and all(
@@ -1165,6 +1380,8 @@ def capture_drop(
 
 
 def _runs_extension_script(query: str, scs: bool) -> str | None:
-    """CREATE EXTENSION or ALTER EXTENSION if the client's query runs one."""
+    """CREATE EXTENSION or ALTER EXTENSION (or CREATE LANGUAGE, which creates
+    the language's extension) if the client's query runs one."""
     tags = {_tag(s) for s in _split(query, scs)}
-    return next((t for t in ("CREATE EXTENSION", "ALTER EXTENSION") if t in tags), None)
+    scripts = ("CREATE EXTENSION", "ALTER EXTENSION", "CREATE LANGUAGE")
+    return next((t for t in scripts if t in tags), None)

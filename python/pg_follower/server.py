@@ -522,6 +522,20 @@ def capture_ddl(
     ]
     out: list[dict[str, object]] = []
     for message in messages:
+        if message.get("kind") in ("grant", "revoke"):
+            temporary, named = _temporary_relations(plpy, str(message["sql"]))
+            if temporary and temporary == named:
+                continue  # only temporary tables: never replicated
+            if temporary:
+                _refuse(
+                    plpy,
+                    ddl.Unsupported(
+                        f"the {tag} statement names temporary tables, which are not"
+                        " replicated, beside others",
+                        "Grant or revoke on the temporary tables in a statement of its own.",
+                    ),
+                )
+                return []
         if message.get("kind") == "alter_table":
             for table in altered:
                 problem = _rewritten_with_volatile_values(plpy, str(message["sql"]), table)
@@ -529,6 +543,11 @@ def capture_ddl(
                     _refuse(plpy, problem)
                     return []
         out.append(message)
+        if message.get("tag") in ("CREATE MATERIALIZED VIEW", "REFRESH MATERIALIZED VIEW"):
+            for view in ddl.populated_matviews(tag, commands):
+                digest = _matview_digest(plpy, view)
+                if digest is not None:
+                    out.append(ddl.matview_digest(tag, view, search_path, digest))
         if message.get("kind") == "create_table":
             out.extend(_replica_identity(plpy, str(message["identity"]), search_path))
         elif message.get("kind") == "alter_table":
@@ -573,6 +592,49 @@ def _next_ordinal(plpy: Plpy, query: str, tag: str) -> int:
     n = counts.get(tag, 0)
     counts[tag] = n + 1
     return n
+
+
+def _temporary_relations(plpy: Plpy, statement: str) -> tuple[int, int]:
+    """How many of the tables a GRANT or REVOKE names one by one are temporary,
+    and how many it names."""
+    names = ddl.granted_relations(statement)
+    temporary = 0
+    for parts in names:
+        if len(parts) > 1:
+            temporary += str(parts[-2]).startswith("pg_temp")
+            continue
+        rows = plpy.execute(
+            _plan(
+                plpy,
+                "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1"
+                " AND relnamespace = pg_my_temp_schema()) AS temp",
+                ["text"],
+            ),
+            [parts[0]],
+        )
+        temporary += bool(rows[0]["temp"])
+    return temporary, len(names)
+
+
+def _matview_digest(plpy: Plpy, identity: str) -> str | None:
+    """``rows:md5`` of a materialized view's rows (None: not populated), their
+    text form under the worker's output settings, restored afterwards."""
+    populated = plpy.execute(
+        _plan(plpy, "SELECT relispopulated FROM pg_class WHERE oid = $1::regclass", ["text"]),
+        [identity],
+    )
+    if not populated or not populated[0]["relispopulated"]:
+        return None
+    names = list(ddl.DIGEST_SETTINGS)
+    saved = [_setting(plpy, name) or "" for name in names]
+    setter = _plan(plpy, "SELECT set_config($1, $2, true)", ["text", "text"])
+    try:
+        for name in names:
+            plpy.execute(setter, [name, ddl.DIGEST_SETTINGS[name]])
+        return str(plpy.execute(ddl.matview_digest_query(identity))[0]["digest"])
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            plpy.execute(setter, [name, value])
 
 
 def _rewritten_with_volatile_values(

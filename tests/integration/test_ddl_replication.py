@@ -410,3 +410,112 @@ def test_sync_sequences_on_demand(pair: Pair) -> None:
         assert pair.down.rows(last.format(seq)) == pair.up.rows(last.format(seq))
     with pytest.raises(psycopg.Error, match='subscription "nope" does not exist'):
         pair.down.execute("SELECT sync_sequences('nope')")
+
+
+# Every refusal left, with its exact message and hint (README "Refused").
+CTAS_HINT = "Create the table with CREATE TABLE, then fill it with INSERT ... SELECT."
+REFUSALS = [
+    (
+        "CREATE TABLE c AS SELECT * FROM t",
+        "CREATE TABLE AS on public.c cannot be replicated",
+        CTAS_HINT,
+    ),
+    ("SELECT * INTO c FROM t", "SELECT INTO on public.c cannot be replicated", CTAS_HINT),
+    (
+        "IMPORT FOREIGN SCHEMA public LIMIT TO (t) FROM SERVER loop INTO imported",
+        "IMPORT FOREIGN SCHEMA on imported.t cannot be replicated",
+        "The downstream would read the remote schema again, maybe another one: create the"
+        " foreign tables with CREATE FOREIGN TABLE.",
+    ),
+    (
+        "DROP OWNED BY nobody_here",
+        "DROP OWNED cannot be replicated",
+        "DROP OWNED also revokes the role's privileges on the cluster's databases and"
+        " tablespaces: drop its objects with DROP and revoke its privileges with REVOKE.",
+    ),
+    (
+        "CREATE SUBSCRIPTION s CONNECTION 'dbname=x' PUBLICATION p"
+        " WITH (connect = false, slot_name = NONE)",
+        "CREATE SUBSCRIPTION on s cannot be replicated",
+        "A subscription is one node's own: create, alter or drop it on each side yourself.",
+    ),
+    (
+        "COMMENT ON LARGE OBJECT 4711 IS 'scan'",
+        "COMMENT on large object 4711 cannot be replicated",
+        "Large objects are not replicated (their rows are in pg_largeobject, a catalog):"
+        " run this on each side yourself.",
+    ),
+    (
+        "GRANT SELECT ON t, tmp TO PUBLIC",
+        "the GRANT statement names temporary tables, which are not replicated, beside others",
+        "Grant or revoke on the temporary tables in a statement of its own.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("statement", "message", "hint"), REFUSALS)
+def test_each_refusal_with_its_message(pair: Pair, statement: str, message: str, hint: str) -> None:
+    pair.follow()
+    pair.up.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    pair.up.execute("CREATE SCHEMA imported")
+    pair.up.execute("CREATE EXTENSION postgres_fdw")
+    up = pair.up.cluster
+    pair.up.execute(
+        "CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw"
+        f" OPTIONS (host '{up.sockdir}', port '{up.port}', dbname '{pair.up.dbname}')"
+    )
+    pair.up.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER loop")
+    if not pair.up.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'nobody_here'"):
+        pair.up.execute("CREATE ROLE nobody_here")  # owns nothing
+    pair.up.execute("SELECT lo_create(4711)")
+    pair.up.execute("CREATE TEMP TABLE tmp (a int)")
+    with pytest.raises(psycopg.Error) as info:
+        pair.up.execute(statement)
+    diag = info.value.diag
+    assert diag.message_primary == f"plpy.Error: pg_follower_py: {message}"
+    assert diag.message_hint == (
+        f"{hint} To run it here without replicating it, SET"
+        " pg_follower_py.unsupported_ddl = 'warn'."
+    )
+
+
+def test_literals_are_read_under_the_upstream_settings(pair: Pair) -> None:
+    """'2024-01-02 03:00'::timestamptz in a view or a default is the instant it
+    meant upstream, whatever the worker's TimeZone and DateStyle."""
+    pair.follow()
+    pair.up.execute("SET TimeZone = 'Asia/Tokyo'")
+    pair.up.execute("SET DateStyle = 'SQL, DMY'")
+    pair.up.execute("SET IntervalStyle = 'sql_standard'")
+    pair.up.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, at timestamptz DEFAULT '02/01/2024 03:00',"
+        " d date DEFAULT '03/04/2024', span interval DEFAULT '1-2')"
+    )
+    pair.up.execute("CREATE VIEW v AS SELECT timestamptz '02/01/2024 03:00' AS at")
+    pair.up.execute(
+        "CREATE FUNCTION f(at timestamptz DEFAULT '02/01/2024 03:00')"
+        " RETURNS timestamptz LANGUAGE sql RETURN at"
+    )
+    pair.up.execute("INSERT INTO t (id) VALUES (1)")
+    pair.caught_up()
+    for node in (pair.up, pair.down):
+        node.execute("SET TimeZone = 'UTC'")
+        node.execute("SET DateStyle = 'ISO'")
+        node.execute("SET IntervalStyle = 'postgres'")
+    query = "SELECT at::text, d::text, span::text, (SELECT at FROM v)::text, f()::text FROM t"
+    assert (
+        pair.down.rows(query)
+        == pair.up.rows(query)
+        == [
+            (
+                "2024-01-01 18:00:00+00",
+                "2024-04-03",
+                "1 year 2 mons",
+                "2024-01-01 18:00:00+00",
+                "2024-01-01 18:00:00+00",
+            )
+        ]
+    )
+    same_definition(pair, "t")
+    assert pair.down.rows("SELECT pg_get_viewdef('v')") == pair.up.rows(
+        "SELECT pg_get_viewdef('v')"
+    )
