@@ -42,6 +42,7 @@ from . import INTERNAL_SCHEMA, PUBLICATION, copy_pump
 from . import conninfo as conninfo_mod
 from .ddl import split_statements
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
+from .sequences import SequenceValue, read_sequences, unreadable_error
 from .stream import _literal, worker_conninfo
 
 logger = logging.getLogger("pg_follower.initial_copy")
@@ -89,14 +90,6 @@ class TableToCopy:
         return f'"{self.schema}"."{self.name}"'
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceValue:
-    schema: str
-    name: str
-    last_value: int
-    is_called: bool
-
-
 @dataclass(slots=True)
 class CopyProgress:
     """Shared with the status writer: plain counters, written by one thread."""
@@ -105,27 +98,6 @@ class CopyProgress:
     tables_copied: int = 0
     rows_total: int = 0
     rows_copied: int = 0
-
-
-def read_sequence_values(up: psycopg.Connection[Any]) -> list[SequenceValue]:
-    """Every user sequence of the upstream database and its current value."""
-    names = up.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
-        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'S' AND n.nspname <> %s"
-        "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        "   AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast%%'"
-        + _NOT_AN_EXTENSION_MEMBER,
-        [INTERNAL_SCHEMA],
-    ).fetchall()
-    values = []
-    for schema, name in names:
-        row = up.execute(
-            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
-        ).fetchone()
-        assert row is not None
-        values.append(SequenceValue(schema, name, int(row[0]), bool(row[1])))
-    return values
 
 
 def find_pg_dump() -> str:
@@ -175,7 +147,10 @@ class InitialCopy:
             post_data = dumps.submit(self._dump, "post-data")
             with self._snapshot_connection() as up:
                 tables = self._published_tables(up)
-                sequences = read_sequence_values(up)
+                sequences = read_sequences(up)
+                unreadable = unreadable_error(sequences)
+                if unreadable:
+                    raise UpstreamError(f"initial copy: {unreadable}")
                 binary = self._binary_possible(up)
                 self.progress.tables_total = len(tables)
                 self.progress.rows_total = sum(t.estimated_rows for t in tables)

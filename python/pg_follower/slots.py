@@ -71,14 +71,18 @@ def drop_slot(conninfo: str, slot: str) -> int:
 
 def print_sequences(conninfo: str) -> int:
     """Print the upstream's sequences and values as JSON; exit status 0 on success."""
-    from .initial_copy import read_sequence_values
+    from .sequences import read_sequences, unreadable_error
     from .stream import worker_conninfo
 
     try:
         with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
-            values = read_sequence_values(up)
+            values = read_sequences(up)
     except psycopg.Error as exc:
         print(first_line(exc), file=sys.stderr)
+        return 1
+    unreadable = unreadable_error(values)
+    if unreadable:
+        print(unreadable, file=sys.stderr)
         return 1
     json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
     return 0
