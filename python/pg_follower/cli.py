@@ -97,6 +97,12 @@ def cmd_sequences(_args: argparse.Namespace) -> int:
     return print_sequences(sys.stdin.read().strip())
 
 
+def cmd_roles(args: argparse.Namespace) -> int:
+    from .slots import print_roles
+
+    return print_roles(sys.stdin.read().strip(), args.with_passwords)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pg-follower", description="Logical replication follower for PostgreSQL."
@@ -228,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     drop.set_defaults(func=cmd_drop_slot)
     seqs = sub.add_parser("upstream-sequences", help=argparse.SUPPRESS)
     seqs.set_defaults(func=cmd_sequences)
+    roles = sub.add_parser("upstream-roles", help=argparse.SUPPRESS)
+    roles.add_argument("--with-passwords", action="store_true")
+    roles.set_defaults(func=cmd_roles)
     return parser
 
 

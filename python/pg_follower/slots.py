@@ -1,5 +1,6 @@
-"""Helpers that stop_follow and sync_sequences run in a process of their own:
-dropping a subscription's upstream slot, reading the upstream's sequences."""
+"""Helpers that stop_follow, sync_sequences and copy_roles run in a process of
+their own: dropping a subscription's upstream slot, reading the upstream's
+sequences and roles."""
 
 from __future__ import annotations
 
@@ -85,4 +86,30 @@ def print_sequences(conninfo: str) -> int:
         print(unreadable, file=sys.stderr)
         return 1
     json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
+    return 0
+
+
+def print_roles(conninfo: str, with_passwords: bool) -> int:
+    """Print the upstream's roles and memberships as JSON; exit status 0 on success."""
+    from . import roles
+    from .stream import worker_conninfo
+
+    try:
+        with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
+            found = [
+                roles.Role(*row) for row in up.execute(roles.roles_query(with_passwords)).fetchall()
+            ]
+            memberships = [
+                roles.Membership(*row) for row in up.execute(roles.MEMBERSHIPS_QUERY).fetchall()
+            ]
+    except psycopg.errors.InsufficientPrivilege as exc:
+        print(
+            f"{first_line(exc)}: reading passwords needs a superuser upstream",
+            file=sys.stderr,
+        )
+        return 1
+    except psycopg.Error as exc:
+        print(first_line(exc), file=sys.stderr)
+        return 1
+    sys.stdout.write(roles.to_json(found, memberships))
     return 0
