@@ -539,12 +539,26 @@ def _encode(message: dict[str, object]) -> str:
 
 
 def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[str, object]]:
-    """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key."""
+    """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key,
+    or the DEFAULT it gave back once the table had a primary key (in this
+    transaction: sql/35_replica_identity.sql lists those tables' OIDs)."""
     rows = plpy.execute(
-        _plan(plpy, "SELECT relreplident FROM pg_class WHERE oid = $1::regclass", ["text"]),
+        _plan(
+            plpy,
+            "SELECT relreplident, oid::text = ANY (string_to_array("
+            " current_setting('pg_follower_py.replica_identity_default', true), ',')) AS back"
+            " FROM pg_class WHERE oid = $1::regclass",
+            ["text"],
+        ),
         [identity],
     )
-    if not rows or rows[0]["relreplident"] != "f":
+    if not rows:
+        return []
+    if rows[0]["relreplident"] == "f":
+        setting = "FULL"
+    elif rows[0]["relreplident"] == "d" and rows[0]["back"]:
+        setting = "DEFAULT"
+    else:
         return []
     return [
         {
@@ -553,7 +567,7 @@ def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[
             "tag": "ALTER TABLE",
             "identity": identity,
             "search_path": search_path,
-            "sql": f"ALTER TABLE {identity} REPLICA IDENTITY FULL",
+            "sql": f"ALTER TABLE {identity} REPLICA IDENTITY {setting}",
         }
     ]
 
