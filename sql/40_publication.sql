@@ -1,7 +1,7 @@
 -- The upstream publishes every table while someone follows it. Publications
 -- cannot be extension members, so the worker calls this when a follow starts
 -- and the slot-drop helper removes the publication with the last slot.
-CREATE FUNCTION pgfollower.ensure_publication() RETURNS void
+CREATE OR REPLACE FUNCTION pgfollower.ensure_publication() RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -14,9 +14,12 @@ BEGIN
         CREATE PUBLICATION pg_follower_py FOR ALL TABLES;
         PERFORM set_config('pg_follower_py.internal_ddl', '', true);
     END IF;
-    PERFORM pgfollower.ensure_replica_identity(c.oid)
-       FROM pg_class c
-      WHERE c.relkind = 'r' AND c.oid >= 16384;
+    -- recorded here: the caller (the worker's upstream role) need not own them
+    INSERT INTO pgfollower.replica_identity_full (relid)
+    SELECT c.oid
+      FROM pg_class c
+     WHERE c.relkind = 'r' AND c.oid >= 16384 AND pgfollower.ensure_replica_identity(c.oid)
+        ON CONFLICT DO NOTHING;
 END
 $$;
 REVOKE ALL ON FUNCTION pgfollower.ensure_publication() FROM PUBLIC;

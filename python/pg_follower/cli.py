@@ -103,6 +103,12 @@ def cmd_wal_lsn(_args: argparse.Namespace) -> int:
     return print_wal_lsn(sys.stdin.read().strip())
 
 
+def cmd_roles(args: argparse.Namespace) -> int:
+    from .slots import print_roles
+
+    return print_roles(sys.stdin.read().strip(), args.with_passwords)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pg-follower", description="Logical replication follower for PostgreSQL."
@@ -236,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     seqs.set_defaults(func=cmd_sequences)
     wal = sub.add_parser("upstream-wal-lsn", help=argparse.SUPPRESS)
     wal.set_defaults(func=cmd_wal_lsn)
+    roles = sub.add_parser("upstream-roles", help=argparse.SUPPRESS)
+    roles.add_argument("--with-passwords", action="store_true")
+    roles.set_defaults(func=cmd_roles)
     return parser
 
 

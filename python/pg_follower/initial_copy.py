@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,6 +43,7 @@ from . import INTERNAL_SCHEMA, PUBLICATION, copy_pump
 from . import conninfo as conninfo_mod
 from .ddl import split_statements
 from .errors import ApplyError, FollowerError, UpstreamError, first_line
+from .sequences import SequenceValue, read_sequences, unreadable_error
 from .stream import _literal, worker_conninfo
 
 logger = logging.getLogger("pg_follower.initial_copy")
@@ -63,16 +65,21 @@ _ALREADY_EXISTS = frozenset(
 )  # relation, object, schema, function
 # Owners are kept (ALTER ... OWNER TO): an object an ordinary role made
 # upstream must not become the worker's downstream (a SECURITY DEFINER
-# function would then run as the worker).
+# function would then run as the worker). So are privileges (GRANT, REVOKE,
+# ALTER DEFAULT PRIVILEGES), comments, policies and security labels: the
+# downstream stands in for the upstream. Both need the upstream's roles.
 DUMP_OPTIONS = (
     "--schema-only",
-    "--no-privileges",
     "--no-tablespaces",
     "--no-publications",
     "--no-subscriptions",
-    "--no-security-labels",
     f"--exclude-schema={INTERNAL_SCHEMA}",
 )
+# The way out when the downstream cannot have the upstream's roles (read by
+# the worker from its downstream session: ALTER DATABASE/ROLE ... SET).
+COPY_PRIVILEGES_SETTING = "pg_follower_py.copy_privileges"
+WITHOUT_PRIVILEGES = ("--no-owner", "--no-privileges", "--no-security-labels")
+_MISSING_ROLE = re.compile(r'^role "(.+)" does not exist$')
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +96,6 @@ class TableToCopy:
         return f'"{self.schema}"."{self.name}"'
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceValue:
-    schema: str
-    name: str
-    last_value: int
-    is_called: bool
-
-
 @dataclass(slots=True)
 class CopyProgress:
     """Shared with the status writer: plain counters, written by one thread."""
@@ -105,27 +104,6 @@ class CopyProgress:
     tables_copied: int = 0
     rows_total: int = 0
     rows_copied: int = 0
-
-
-def read_sequence_values(up: psycopg.Connection[Any]) -> list[SequenceValue]:
-    """Every user sequence of the upstream database and its current value."""
-    names = up.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
-        "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'S' AND n.nspname <> %s"
-        "   AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        "   AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast%%'"
-        + _NOT_AN_EXTENSION_MEMBER,
-        [INTERNAL_SCHEMA],
-    ).fetchall()
-    values = []
-    for schema, name in names:
-        row = up.execute(
-            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
-        ).fetchone()
-        assert row is not None
-        values.append(SequenceValue(schema, name, int(row[0]), bool(row[1])))
-    return values
 
 
 def find_pg_dump() -> str:
@@ -165,18 +143,27 @@ class InitialCopy:
         self.down = down
         self.progress = progress
         self.stopping = stopping
+        self.dump_options: tuple[str, ...] = DUMP_OPTIONS
+        self.missing_roles: list[str] = []  # found before the schema is replayed
+        self.upstream_role: str | None = None  # the role the snapshot connection reads as
 
     def run(self) -> None:
         """Copy everything; the caller commits ``down`` (or rolls it back)."""
         started = time.monotonic()
+        self.dump_options = DUMP_OPTIONS + (() if self._copy_privileges() else WITHOUT_PRIVILEGES)
         dumps = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pg_dump")
         try:
             pre_data = dumps.submit(self._dump, "pre-data")
             post_data = dumps.submit(self._dump, "post-data")
             with self._snapshot_connection() as up:
                 tables = self._published_tables(up)
-                sequences = read_sequence_values(up)
+                sequences = read_sequences(up)
+                unreadable = unreadable_error(sequences)
+                if unreadable:
+                    raise UpstreamError(f"initial copy: {unreadable}")
                 binary = self._binary_possible(up)
+                if self.dump_options == DUMP_OPTIONS:
+                    self.missing_roles = self._missing_roles(up)
                 self.progress.tables_total = len(tables)
                 self.progress.rows_total = sum(t.estimated_rows for t in tables)
                 self._run_script("pre-data", _result(pre_data))
@@ -250,7 +237,13 @@ class InitialCopy:
         """One section of the upstream's schema, from pg_dump in the snapshot."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
         env.update(conninfo_mod.to_environment(worker_conninfo(self.upstream_conninfo)))
-        argv = [find_pg_dump(), *DUMP_OPTIONS, f"--section={section}", "--snapshot", self.snapshot]
+        argv = [
+            find_pg_dump(),
+            *self.dump_options,
+            f"--section={section}",
+            "--snapshot",
+            self.snapshot,
+        ]
         try:
             res = subprocess.run(
                 argv,
@@ -275,6 +268,13 @@ class InitialCopy:
             for statement in split_statements(_without_meta_commands(script)):
                 if _is_extension_comment(statement):
                     continue
+                if self._grant_to_absent_follower(statement):
+                    logger.info(
+                        "initial copy: not replayed, the upstream role %s is not downstream: %s",
+                        self.upstream_role,
+                        " ".join(statement.split())[:200],
+                    )
+                    continue
                 statement = _transaction_local(statement)
                 started = time.monotonic()
                 try:
@@ -292,12 +292,94 @@ class InitialCopy:
                             "; the downstream must not have the upstream's objects before"
                             " the copy: drop them, or follow with copy_data => false"
                         )
-                    elif exc.sqlstate == "42704" and " OWNER TO " in statement:
-                        message += (
-                            "; the upstream's roles must exist downstream: create them"
-                            " (CREATE ROLE ...), then the worker retries"
-                        )
+                    elif exc.sqlstate == "42704" and _MISSING_ROLE.match(
+                        exc.diag.message_primary or ""
+                    ):
+                        message += "; " + self._missing_roles_hint()
                     raise ApplyError(message, statement=statement) from exc
+
+    def _copy_privileges(self) -> bool:
+        """Whether to copy owners, privileges and security labels (the default)."""
+        row = self.down.execute(
+            "SELECT current_setting(%s, true)", [COPY_PRIVILEGES_SETTING]
+        ).fetchone()
+        value = (row[0] if row and row[0] else "on").strip().lower()
+        if value in ("on", "true", "yes", "1"):
+            return True
+        if value in ("off", "false", "no", "0"):
+            logger.warning(
+                "initial copy without owners, privileges and security labels (%s = off):"
+                " the copied objects belong to the worker's role",
+                COPY_PRIVILEGES_SETTING,
+            )
+            return False
+        raise FollowerError(
+            f"invalid value for {COPY_PRIVILEGES_SETTING}: {value!r}; use on (the default) or off"
+        )
+
+    def _missing_roles(self, up: psycopg.Connection[Any]) -> list[str]:
+        """The roles the copied objects need (owners, grantees, policy roles:
+        pg_shdepend, less extensions and their members) that the downstream lacks."""
+        row = up.execute("SELECT current_user::text").fetchone()
+        self.upstream_role = str(row[0]) if row else None
+        needed = [
+            str(r[0])
+            for r in up.execute(
+                "SELECT DISTINCT a.rolname::text FROM pg_catalog.pg_shdepend d"
+                " JOIN pg_catalog.pg_roles a ON a.oid = d.refobjid"
+                " WHERE d.dbid = (SELECT oid FROM pg_catalog.pg_database"
+                "                  WHERE datname = current_database())"
+                "   AND d.refclassid = 'pg_catalog.pg_authid'::regclass"
+                "   AND d.deptype IN ('o', 'a', 'r')"
+                "   AND d.classid <> 'pg_catalog.pg_extension'::regclass"
+                "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
+                "                    WHERE e.classid = d.classid AND e.objid = d.objid"
+                "                      AND e.deptype = 'e')"
+                " ORDER BY 1"
+            ).fetchall()
+        ]
+        present = {
+            str(r[0])
+            for r in self.down.execute(
+                "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", [needed]
+            ).fetchall()
+        }
+        return [name for name in needed if name not in present]
+
+    def _grant_to_absent_follower(self, statement: str) -> bool:
+        """A privilege of the role the worker reads the upstream as (what the
+        README has operators grant it), when the downstream lacks that role:
+        replication plumbing, not the application's; skipped."""
+        role = self.upstream_role
+        if role is None or role not in self.missing_roles:
+            return False
+        words = statement.split()
+        if not words or words[0].upper() not in ("GRANT", "REVOKE", "ALTER"):
+            return False
+        if (
+            words[0].upper() == "ALTER"
+            and " ".join(words[:3]).upper() != "ALTER DEFAULT PRIVILEGES"
+        ):
+            return False
+        text = " ".join(words).rstrip(";")
+        names = {sql.Identifier(role).as_string(None)}
+        if re.fullmatch(r"[a-z_][a-z0-9_$]*", role):
+            names.add(role)  # pg_dump quotes only where needed
+        return any(
+            text.endswith((f" TO {n}", f" TO {n} WITH GRANT OPTION", f" FROM {n}")) for n in names
+        )
+
+    def _missing_roles_hint(self) -> str:
+        roles = ", ".join(f'"{n}"' for n in self.missing_roles)
+        return (
+            f"the downstream lacks the upstream's roles {roles}"
+            if roles
+            else "the upstream's roles must exist downstream"
+        ) + (
+            ": create them (SELECT copy_roles() copies them from the upstream, without"
+            " passwords), or copy without owners and privileges: ALTER DATABASE ..."
+            f" SET {COPY_PRIVILEGES_SETTING} = off; the worker retries"
+        )
 
     def _run_post_data(self, script: str) -> None:
         row = self.down.execute(

@@ -24,6 +24,7 @@ from .decode import Commit, lsn_to_str, pg_timestamp_to_datetime, str_to_lsn
 from .errors import ApplyError, FollowerError, ProtocolError, UpstreamError, first_line
 from .initial_copy import CopyProgress, InitialCopy
 from .parallel_apply import ParallelStream
+from .sequences import SequenceFollower
 from .spool import Spool, SpooledTransaction, apply_spooled, spool_directory
 from .stream import (
     BatchItem,
@@ -207,26 +208,37 @@ class SubscriptionRunner(threading.Thread):
             applier = PostgresApplier(down, cfg.origin_name, cfg.id, self.counts)
             position = applier.setup()
             applier.load_skip_request()
-            self._prepare_upstream()
-            repl = ReplicationConnection(cfg.conninfo)
+            # kept for the session: the sequences are read on it
+            up = self._prepare_upstream()
+            try:
+                repl = ReplicationConnection(cfg.conninfo)
+            except BaseException:
+                up.close()
+                raise
             try:
                 if position is None:
                     position = self._initialize(repl, down, applier)
-                self._stream(repl, applier, position, backoff)
+                self._stream(repl, applier, position, backoff, up)
             finally:
                 applier.rollback()
                 repl.close()
+                up.close()
 
-    def _prepare_upstream(self) -> None:
-        """Check the upstream can be followed and make sure it publishes."""
+    def _connect_upstream(self) -> psycopg.Connection[Any]:
+        """A normal connection to the upstream (not the replication one)."""
         cfg = self.config
         try:
-            up = psycopg.connect(worker_conninfo(cfg.conninfo), autocommit=True)
+            return psycopg.connect(worker_conninfo(cfg.conninfo), autocommit=True)
         except psycopg.OperationalError as exc:
             raise UpstreamError(
                 f"cannot connect to the upstream ({cfg.upstream}): {first_line(exc)}"
             ) from exc
-        with up:
+
+    def _prepare_upstream(self) -> psycopg.Connection[Any]:
+        """Check the upstream can be followed and make sure it publishes; the
+        connection, left open."""
+        up = self._connect_upstream()
+        try:
             row = up.execute("SELECT current_setting('wal_level')").fetchone()
             if row is None or row[0] != "logical":
                 raise UpstreamError(
@@ -241,6 +253,10 @@ class SubscriptionRunner(threading.Thread):
                     " run CREATE EXTENSION pg_follower_py CASCADE there"
                 )
             up.execute("SELECT pgfollower.ensure_publication()")
+        except BaseException:
+            up.close()
+            raise
+        return up
 
     def _initialize(
         self, repl: ReplicationConnection, down: psycopg.Connection[Any], applier: PostgresApplier
@@ -300,6 +316,7 @@ class SubscriptionRunner(threading.Thread):
         applier: PostgresApplier,
         position: int,
         backoff: Backoff,
+        up: psycopg.Connection[Any],
     ) -> None:
         cfg = self.config
         inbox = Inbox(QUEUE_SIZE, QUEUE_BYTES)
@@ -326,6 +343,21 @@ class SubscriptionRunner(threading.Thread):
         parallel = ParallelStream(
             applier, lambda: psycopg.connect(worker_conninfo(self.downstream_dsn))
         )
+        sequences = SequenceFollower(
+            self._connect_upstream,
+            applier.conn,
+            lambda: max(progress.received_lsn, progress.upstream_lsn),
+            cfg.name,
+            upstream=up,
+        )
+
+        def follow_sequences(busy: bool) -> None:
+            # between downstream transactions, and never beside one applied
+            # while open (its locks could make the two connections wait on
+            # each other)
+            if applier.idle and parallel.xid is None:
+                sequences.maybe_sync(busy)
+
         self.progress, self.reader = progress, reader
         if self.status.state != "error":
             self.status.state = "streaming"
@@ -353,6 +385,7 @@ class SubscriptionRunner(threading.Thread):
                         last_flush_check = time.monotonic()
                     if progress.caught_up and not reader.in_transaction:
                         self.status.state = "streaming"  # idle and healthy again
+                    follow_sequences(busy=False)
                     continue
                 if isinstance(item, BaseException):
                     raise item
@@ -367,6 +400,7 @@ class SubscriptionRunner(threading.Thread):
                         if time.monotonic() - last_flush_check >= FLUSH_CHECK_INTERVAL:
                             self._confirm_durable(applier, progress)
                             last_flush_check = time.monotonic()
+                        follow_sequences(busy=True)
         except (ApplyError, ProtocolError, psycopg.Error) as exc:
             if parallel.xid is None or parallel.xid in parallel.abandoned:
                 raise
@@ -382,6 +416,7 @@ class SubscriptionRunner(threading.Thread):
             reader.join(timeout=5)
             parallel.close()
             spool.close()
+            sequences.close()
 
     def _apply(
         self,

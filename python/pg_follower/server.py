@@ -372,6 +372,57 @@ def _refuse_if_paused(plpy: Plpy, name: str | None, sub: Any) -> None:
         )
 
 
+def copy_roles(plpy: Plpy, name: str | None, with_passwords: bool) -> list[str]:
+    """Create the upstream's roles this cluster lacks, and their memberships;
+    the statements run (passwords not shown)."""
+    from . import roles
+
+    rows = plpy.execute(
+        _plan(
+            plpy, "SELECT conninfo, upstream FROM pgfollower.subscription WHERE name = $1", ["text"]
+        ),
+        [name],
+    )
+    if not rows:
+        _no_such_subscription(plpy, name)
+    args = ["upstream-roles", *(["--with-passwords"] if with_passwords else [])]
+    res = _helper(plpy, rows[0]["conninfo"], args)
+    if isinstance(res, str) or res.returncode != 0:
+        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
+        _fail(
+            plpy,
+            f"cannot read the roles of the upstream ({rows[0]['upstream']}): {error}",
+            hint="Check that the upstream is reachable, then try again"
+            + (" (with_passwords needs a superuser in the conninfo)." if with_passwords else "."),
+        )
+    upstream_roles, memberships = roles.from_json(res.stdout)
+    existing = {r["rolname"] for r in plpy.execute("SELECT rolname::text FROM pg_roles")}
+    existing_memberships = {
+        (r["g"], r["m"])
+        for r in plpy.execute(
+            "SELECT g.rolname::text AS g, m.rolname::text AS m FROM pg_auth_members a"
+            " JOIN pg_roles g ON g.oid = a.roleid JOIN pg_roles m ON m.oid = a.member"
+        )
+    }
+    if with_passwords:
+        # a failing statement is logged with its text: not a password hash
+        plpy.execute("SELECT set_config('log_min_error_statement', 'panic', true)")
+    done: list[str] = []
+    for statement in roles.statements(upstream_roles, memberships, existing, existing_memberships):
+        try:
+            with plpy.subtransaction():
+                plpy.execute(statement)
+        except plpy.SPIError as exc:
+            _fail(
+                plpy,
+                f"copy_roles: {exc} in: {roles.redacted(statement)}",
+                hint="Creating roles needs CREATEROLE (SUPERUSER for superusers, REPLICATION"
+                " and BYPASSRLS roles); nothing was created.",
+            )
+        done.append(roles.redacted(statement))
+    return done
+
+
 def _helper(plpy: Plpy, conninfo: str, args: list[str]) -> subprocess.CompletedProcess[str] | str:
     """Run ``python -m pg_follower <args>`` with the conninfo on its stdin (not
     its command line); its result, or an error text if it could not run."""
@@ -710,12 +761,26 @@ def _encode(message: dict[str, object]) -> str:
 
 
 def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[str, object]]:
-    """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key."""
+    """Replay the REPLICA IDENTITY FULL our trigger gave a table without a key,
+    or the DEFAULT it gave back once the table had a primary key (in this
+    transaction: sql/35_replica_identity.sql lists those tables' OIDs)."""
     rows = plpy.execute(
-        _plan(plpy, "SELECT relreplident FROM pg_class WHERE oid = $1::regclass", ["text"]),
+        _plan(
+            plpy,
+            "SELECT relreplident, oid::text = ANY (string_to_array("
+            " current_setting('pg_follower_py.replica_identity_default', true), ',')) AS back"
+            " FROM pg_class WHERE oid = $1::regclass",
+            ["text"],
+        ),
         [identity],
     )
-    if not rows or rows[0]["relreplident"] != "f":
+    if not rows:
+        return []
+    if rows[0]["relreplident"] == "f":
+        setting = "FULL"
+    elif rows[0]["relreplident"] == "d" and rows[0]["back"]:
+        setting = "DEFAULT"
+    else:
         return []
     return [
         {
@@ -724,7 +789,7 @@ def _replica_identity(plpy: Plpy, identity: str, search_path: str) -> list[dict[
             "tag": "ALTER TABLE",
             "identity": identity,
             "search_path": search_path,
-            "sql": f"ALTER TABLE {identity} REPLICA IDENTITY FULL",
+            "sql": f"ALTER TABLE {identity} REPLICA IDENTITY {setting}",
         }
     ]
 

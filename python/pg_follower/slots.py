@@ -1,6 +1,6 @@
-"""Helpers that stop_follow, sync_sequences and wait_for_catchup run in a
-process of their own: dropping a subscription's upstream slot, reading the
-upstream's sequences or its WAL position."""
+"""Helpers that stop_follow, sync_sequences, wait_for_catchup and copy_roles
+run in a process of their own: dropping a subscription's upstream slot,
+reading the upstream's sequences, WAL position and roles."""
 
 from __future__ import annotations
 
@@ -72,14 +72,18 @@ def drop_slot(conninfo: str, slot: str) -> int:
 
 def print_sequences(conninfo: str) -> int:
     """Print the upstream's sequences and values as JSON; exit status 0 on success."""
-    from .initial_copy import read_sequence_values
+    from .sequences import read_sequences, unreadable_error
     from .stream import worker_conninfo
 
     try:
         with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
-            values = read_sequence_values(up)
+            values = read_sequences(up)
     except psycopg.Error as exc:
         print(first_line(exc), file=sys.stderr)
+        return 1
+    unreadable = unreadable_error(values)
+    if unreadable:
+        print(unreadable, file=sys.stderr)
         return 1
     json.dump([[v.schema, v.name, v.last_value, v.is_called] for v in values], sys.stdout)
     return 0
@@ -97,3 +101,29 @@ def print_wal_lsn(conninfo: str) -> int:
         return 1
     print(row[0] if row else "")
     return 0 if row else 1
+
+
+def print_roles(conninfo: str, with_passwords: bool) -> int:
+    """Print the upstream's roles and memberships as JSON; exit status 0 on success."""
+    from . import roles
+    from .stream import worker_conninfo
+
+    try:
+        with psycopg.connect(worker_conninfo(conninfo), autocommit=True) as up:
+            found = [
+                roles.Role(*row) for row in up.execute(roles.roles_query(with_passwords)).fetchall()
+            ]
+            memberships = [
+                roles.Membership(*row) for row in up.execute(roles.MEMBERSHIPS_QUERY).fetchall()
+            ]
+    except psycopg.errors.InsufficientPrivilege as exc:
+        print(
+            f"{first_line(exc)}: reading passwords needs a superuser upstream",
+            file=sys.stderr,
+        )
+        return 1
+    except psycopg.Error as exc:
+        print(first_line(exc), file=sys.stderr)
+        return 1
+    sys.stdout.write(roles.to_json(found, memberships))
+    return 0
