@@ -13,6 +13,9 @@ from typing import Any
 
 from conftest import Node, Pair, text_rows
 
+# ACLs are compared with NULL (the default) spelled out: pg_dump writes no
+# GRANT for an explicit ACL equal to the default, and the two mean the same.
+
 # Namespaces whose objects are not the user's.
 _SYSTEM = "('pg_catalog', 'information_schema', 'pg_toast', 'pgfollower')"
 
@@ -20,18 +23,23 @@ _SYSTEM = "('pg_catalog', 'information_schema', 'pg_toast', 'pgfollower')"
 def _user(nsp: str) -> str:
     """A condition keeping objects of user namespaces (``nsp`` is a namespace oid)."""
     return f"(SELECT nspname FROM pg_namespace WHERE oid = {nsp}) NOT IN {_SYSTEM}" + (
-        f" AND (SELECT nspname FROM pg_namespace WHERE oid = {nsp}) NOT LIKE 'pg\\_temp\\_%'"
+        f" AND (SELECT nspname FROM pg_namespace WHERE oid = {nsp})"
+        " !~ '^pg_(toast_)?temp_[0-9]+$'"  # sessions' temporary schemas
     )
 
 
 CATALOG_QUERIES: dict[str, str] = {
     "schemas": f"""
-        SELECT nspname, pg_get_userbyid(nspowner), nspacl::text FROM pg_namespace n
+        SELECT nspname, pg_get_userbyid(nspowner),
+               coalesce(nspacl, acldefault('n', nspowner))::text
+          FROM pg_namespace n
          WHERE {_user("n.oid")} ORDER BY 1""",
     "relations": f"""
         SELECT c.oid::regclass::text, c.relkind, c.relpersistence, c.relreplident,
                c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner),
-               c.relacl::text, c.reloptions::text, pg_get_expr(c.relpartbound, c.oid),
+               coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char",
+                                         c.relowner))::text,
+               c.reloptions::text, pg_get_expr(c.relpartbound, c.oid),
                CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
                (SELECT array_agg(i.inhparent::regclass::text ORDER BY i.inhseqno)
                   FROM pg_inherits i WHERE i.inhrelid = c.oid),
@@ -61,7 +69,7 @@ CATALOG_QUERIES: dict[str, str] = {
     "routines": f"""
         SELECT p.oid::regprocedure::text, p.prokind,
                CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END,
-               pg_get_userbyid(p.proowner), p.proacl::text
+               pg_get_userbyid(p.proowner), coalesce(p.proacl, acldefault('f', p.proowner))::text
           FROM pg_proc p WHERE {_user("p.pronamespace")} ORDER BY 1""",
     "aggregates": f"""
         SELECT a.aggfnoid::regprocedure::text, a.aggkind, a.aggtransfn::text,
@@ -90,7 +98,8 @@ CATALOG_QUERIES: dict[str, str] = {
          WHERE {_user("c.relnamespace")} ORDER BY 1, 2""",
     "types": f"""
         SELECT t.oid::regtype::text, t.typtype, format_type(t.typbasetype, t.typtypmod),
-               t.typnotnull, t.typdefault, pg_get_userbyid(t.typowner), t.typacl::text,
+               t.typnotnull, t.typdefault, pg_get_userbyid(t.typowner),
+               coalesce(t.typacl, acldefault('T', t.typowner))::text,
                (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
                  WHERE e.enumtypid = t.oid)
           FROM pg_type t WHERE {_user("t.typnamespace")} AND t.typtype IN ('e', 'c', 'd', 'r', 'm')
@@ -172,7 +181,11 @@ def assert_same_catalog(pair: Pair) -> None:
     """The downstream's objects are the upstream's, kind by kind."""
     up, down = catalog(pair.up), catalog(pair.down)
     for name in CATALOG_QUERIES:
-        assert down[name] == up[name], name
+        only_up = [r for r in up[name] if r not in down[name]]
+        only_down = [r for r in down[name] if r not in up[name]]
+        assert down[name] == up[name], (
+            f"{name}: upstream only {only_up}, downstream only {only_down}"
+        )
 
 
 def assert_same_database(pair: Pair) -> None:

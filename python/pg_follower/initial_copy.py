@@ -162,6 +162,7 @@ class InitialCopy:
                 if unreadable:
                     raise UpstreamError(f"initial copy: {unreadable}")
                 binary = self._binary_possible(up)
+                matviews = _populated_matviews(up)
                 if self.dump_options == DUMP_OPTIONS:
                     self.missing_roles = self._missing_roles(up)
                 self.progress.tables_total = len(tables)
@@ -171,6 +172,7 @@ class InitialCopy:
                 self._copy_rows(up, tables, binary)
             rows_done = time.monotonic()
             self._run_post_data(_result(post_data))
+            self._refresh_matviews(matviews)
             self._set_sequences(sequences)
         finally:
             dumps.shutdown(wait=False, cancel_futures=True)
@@ -440,6 +442,30 @@ class InitialCopy:
             ) from exc
         progress.rows_copied = before + result.rows
 
+    def _refresh_matviews(self, matviews: list[tuple[str, str]]) -> None:
+        """Fill the materialized views populated upstream (a schema-only dump
+        makes them empty), from the copied rows, each after those it reads,
+        as its owner (REFRESH needs ownership). One that cannot be computed
+        here is left empty with a WARNING, rather than stopping the copy."""
+        for schema, name in matviews:
+            label = f'"{schema}"."{name}"'
+            owner = self._owner(TableToCopy(schema, name, (), 0))
+            if owner:
+                self._set_role(owner)
+            statement = sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name))
+            try:
+                with self.down.transaction():  # a savepoint: the copy goes on without it
+                    self.down.execute(statement)
+            except psycopg.Error as exc:
+                # e.g. it reads a foreign table whose server is out of reach here
+                logger.warning(
+                    "initial copy: materialized view %s left empty, REFRESH it by hand: %s",
+                    label,
+                    first_line(exc),
+                )
+            if owner:
+                self._set_role(None)
+
     def _owner(self, table: TableToCopy) -> str | None:
         """The downstream table's owner, unless it is a superuser or the worker."""
         row = self.down.execute(
@@ -483,6 +509,40 @@ _BUILTIN_TYPES_ONLY = (
     " WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
     "   AND a.attgenerated = ''"
 )
+
+
+_MATVIEWS = f"""
+    SELECT c.oid, n.nspname::text, c.relname::text,
+           ARRAY(SELECT DISTINCT d.refobjid FROM pg_catalog.pg_rewrite r
+                   JOIN pg_catalog.pg_depend d
+                     ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                    AND d.objid = r.oid
+                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  WHERE r.ev_class = c.oid AND d.refobjid <> c.oid)
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'm' AND c.relispopulated AND n.nspname <> '{INTERNAL_SCHEMA}'
+     ORDER BY c.oid"""
+
+
+def _populated_matviews(up: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """The upstream's populated materialized views, each after the ones it reads."""
+    rows = {oid: (schema, name, set(deps)) for oid, schema, name, deps in up.execute(_MATVIEWS)}
+    ordered: list[tuple[str, str]] = []
+    done: set[int] = set()
+
+    def visit(oid: int, path: frozenset[int]) -> None:
+        if oid in done or oid in path:
+            return
+        schema, name, deps = rows[oid]
+        for dep in sorted(deps):
+            if dep in rows:
+                visit(dep, path | {oid})
+        done.add(oid)
+        ordered.append((schema, name))
+
+    for oid in rows:
+        visit(oid, frozenset())
+    return ordered
 
 
 def _copy_sql(template: str, table: TableToCopy, options: list[str]) -> sql.Composed:

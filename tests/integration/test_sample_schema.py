@@ -256,3 +256,25 @@ def test_what_the_downstream_lacks_is_an_apply_error_until_it_is_there(pair: Pai
     log = Path(pair.down.cluster.datadir) / "pg_follower_py.log"
     assert "-secret" not in log.read_text(errors="replace")
     assert "x2-secret" not in pair.down.cluster.log_tail(500)
+
+
+@pytest.mark.usefixtures("roles")
+def test_pagila_existing_before_start_follow_comes_through_the_initial_copy(pair: Pair) -> None:
+    """The same schema and rows, there before anyone follows: the initial copy
+    brings the same objects, owners, privileges, comments, policies and rows."""
+    psql_script(pair.up, PAGILA)
+    psql_script(pair.up, MORE_DDL)
+    psql_script(pair.up, ROWS)
+    pair.follow(copy_data=True)
+    pair.caught_up(60)
+    status = pair.status()
+    assert status["state"] == "streaming" and status["last_error"] is None, status
+    assert_same_database(pair)
+    held = catalog(pair.up)
+    assert not [kind for kind, rows in held.items() if not rows]
+    assert matviews(pair.down) == matviews(pair.up)
+    assert len(matviews(pair.up)) > 4
+    # and it goes on streaming on top of the copy
+    psql_script(pair.up, "UPDATE public.film SET rental_rate = 3.99 WHERE film_id % 5 = 0;")
+    pair.caught_up(30)
+    assert_same_database(pair)
