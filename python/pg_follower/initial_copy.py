@@ -270,6 +270,16 @@ class InitialCopy:
             for statement in split_statements(_without_meta_commands(script)):
                 if _is_extension_comment(statement):
                     continue
+                if _grant_on_own_schema(statement):
+                    # pg_dump writes the privileges of extension members that
+                    # changed since CREATE EXTENSION (pg_init_privs), even in an
+                    # excluded schema: the upstream node's own plumbing (README's
+                    # grants to the replication role), not the application's
+                    logger.info(
+                        "initial copy: not replayed, a privilege on the extension's schema: %s",
+                        " ".join(statement.split())[:200],
+                    )
+                    continue
                 if self._grant_to_absent_follower(statement):
                     logger.info(
                         "initial copy: not replayed, the upstream role %s is not downstream: %s",
@@ -565,6 +575,16 @@ def _without_meta_commands(script: str) -> str:
     """pg_dump (15.14 and later) brackets its output with psql's \\restrict and
     \\unrestrict; they are for psql, not the server."""
     return "".join(line for line in script.splitlines(keepends=True) if not line.startswith("\\"))
+
+
+_OWN_SCHEMA_GRANT = re.compile(
+    rf"(?is)^\s*(GRANT|REVOKE)\b.*\bON\s+(SCHEMA\s+{INTERNAL_SCHEMA}\b|\w+(\s+\w+)?\s+{INTERNAL_SCHEMA}\.)"
+)
+
+
+def _grant_on_own_schema(statement: str) -> bool:
+    """A GRANT or REVOKE on the extension's schema or an object in it."""
+    return _OWN_SCHEMA_GRANT.match(statement) is not None
 
 
 def _is_extension_comment(statement: str) -> bool:

@@ -462,12 +462,12 @@ SET LOCAL pg_follower_py.unsupported_ddl = 'WARN';
 SELECT lives_ok('ALTER TABLE tap_keyed ADD COLUMN note2 text', 'the setting''s value is case-insensitive');
 SET LOCAL client_min_messages = warning;
 SET LOCAL pg_follower_py.unsupported_ddl = 'bogus';
-SELECT throws_ok('CREATE VIEW tap_view3 AS SELECT 1 AS a', NULL,
+SELECT throws_ok('CREATE TABLE tap_ctas3 AS SELECT 1 AS a', NULL,
     'plpy.Error: invalid value for pg_follower_py.unsupported_ddl: "bogus"',
     'an invalid pg_follower_py.unsupported_ddl is an error of its own');
 RESET pg_follower_py.unsupported_ddl;
-SELECT throws_ok('CREATE VIEW tap_view3 AS SELECT 1 AS a', NULL,
-    'plpy.Error: pg_follower_py: CREATE VIEW on public.tap_view3 cannot be replicated',
+SELECT throws_ok('CREATE TABLE tap_ctas3 AS SELECT 1 AS a', NULL,
+    'plpy.Error: pg_follower_py: CREATE TABLE AS on public.tap_ctas3 cannot be replicated',
     'reset: unsupported DDL is refused again');
 
 ------------------------------------------------------------------------------
@@ -490,7 +490,7 @@ SELECT is(
     pgfollower.capture_ddl('GRANT', 'GRANT SELECT ON tap_tmp TO PUBLIC',
         '[{"command_tag": "GRANT", "object_type": "TABLE", "schema_name": null,
            "object_identity": null, "in_extension": false}]',
-        'public', false, true),
+        'public', '', true),
     '{}'::text[], 'capture_ddl: nothing for a GRANT on a temporary table');
 SELECT lives_ok('DROP TABLE tap_tmp, tap_tmp3', 'DROP of temporary tables runs');
 
