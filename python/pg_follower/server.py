@@ -229,22 +229,8 @@ def _no_such_subscription(plpy: Plpy, name: str | None) -> NoReturn:
 
 def sync_sequences(plpy: Plpy, name: str | None) -> int:
     """Set every downstream sequence to its upstream value; how many were set."""
-    rows = plpy.execute(
-        _plan(
-            plpy, "SELECT conninfo, upstream FROM pgfollower.subscription WHERE name = $1", ["text"]
-        ),
-        [name],
-    )
-    if not rows:
-        _no_such_subscription(plpy, name)
-    res = _helper(plpy, rows[0]["conninfo"], ["upstream-sequences"])
-    if isinstance(res, str) or res.returncode != 0:
-        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
-        _fail(
-            plpy,
-            f"cannot read the sequences of the upstream ({rows[0]['upstream']}): {error}",
-            hint="Check that the upstream is reachable, then try again.",
-        )
+    sub = _subscription_upstream(plpy, name)
+    out = _read_upstream(plpy, sub, ["upstream-sequences"], "the sequences")
     setval = _plan(
         plpy,
         "SELECT pg_catalog.setval(c.oid, $3, $4) FROM pg_catalog.pg_class c"
@@ -253,7 +239,7 @@ def sync_sequences(plpy: Plpy, name: str | None) -> int:
         ["text", "text", "bigint", "boolean"],
     )
     done = 0
-    for schema, seq, last_value, is_called in json.loads(res.stdout):
+    for schema, seq, last_value, is_called in json.loads(out):
         if plpy.execute(setval, [schema, seq, last_value, is_called]):
             done += 1
         else:
@@ -297,15 +283,7 @@ def wait_for_catchup(plpy: Plpy, name: str | None, timeout: str | None) -> str:
     if sub is None:
         _no_such_subscription(plpy, name)
     _refuse_if_paused(plpy, name, sub)
-    res = _helper(plpy, sub["conninfo"], ["upstream-wal-lsn"])
-    if isinstance(res, str) or res.returncode != 0:
-        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
-        _fail(
-            plpy,
-            f"cannot read the WAL position of the upstream ({sub['upstream']}): {error}",
-            hint="Check that the upstream is reachable, then try again.",
-        )
-    target = res.stdout.strip()
+    target = _read_upstream(plpy, sub, ["upstream-wal-lsn"], "the WAL position").strip()
     deadline = time.monotonic() + seconds
     while True:
         sub = _catchup_row(plpy, name, target)
@@ -377,25 +355,16 @@ def copy_roles(plpy: Plpy, name: str | None, with_passwords: bool) -> list[str]:
     the statements run (passwords not shown)."""
     from . import roles
 
-    rows = plpy.execute(
-        _plan(
-            plpy, "SELECT conninfo, upstream FROM pgfollower.subscription WHERE name = $1", ["text"]
-        ),
-        [name],
-    )
-    if not rows:
-        _no_such_subscription(plpy, name)
+    sub = _subscription_upstream(plpy, name)
     args = ["upstream-roles", *(["--with-passwords"] if with_passwords else [])]
-    res = _helper(plpy, rows[0]["conninfo"], args)
-    if isinstance(res, str) or res.returncode != 0:
-        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
-        _fail(
-            plpy,
-            f"cannot read the roles of the upstream ({rows[0]['upstream']}): {error}",
-            hint="Check that the upstream is reachable, then try again"
-            + (" (with_passwords needs a superuser in the conninfo)." if with_passwords else "."),
-        )
-    upstream_roles, memberships = roles.from_json(res.stdout)
+    out = _read_upstream(
+        plpy,
+        sub,
+        args,
+        "the roles",
+        " (with_passwords needs a superuser in the conninfo)" if with_passwords else "",
+    )
+    upstream_roles, memberships = roles.from_json(out)
     existing = {r["rolname"] for r in plpy.execute("SELECT rolname::text FROM pg_roles")}
     existing_memberships = {
         (r["g"], r["m"])
@@ -421,6 +390,33 @@ def copy_roles(plpy: Plpy, name: str | None, with_passwords: bool) -> list[str]:
             )
         done.append(roles.redacted(statement))
     return done
+
+
+def _subscription_upstream(plpy: Plpy, name: str | None) -> Any:
+    """Subscription ``name``'s conninfo and upstream (for messages); an error if none."""
+    rows = plpy.execute(
+        _plan(
+            plpy, "SELECT conninfo, upstream FROM pgfollower.subscription WHERE name = $1", ["text"]
+        ),
+        [name],
+    )
+    if not rows:
+        _no_such_subscription(plpy, name)
+    return rows[0]
+
+
+def _read_upstream(plpy: Plpy, sub: Any, args: list[str], what: str, hint_extra: str = "") -> str:
+    """What a helper reading the upstream of ``sub`` (a row with conninfo and
+    upstream) printed; an error naming ``what`` it could not read."""
+    res = _helper(plpy, sub["conninfo"], args)
+    if isinstance(res, str) or res.returncode != 0:
+        error = res if isinstance(res, str) else (res.stderr.strip() or "unknown error")
+        _fail(
+            plpy,
+            f"cannot read {what} of the upstream ({sub['upstream']}): {error}",
+            hint=f"Check that the upstream is reachable, then try again{hint_extra}.",
+        )
+    return res.stdout
 
 
 def _helper(plpy: Plpy, conninfo: str, args: list[str]) -> subprocess.CompletedProcess[str] | str:
