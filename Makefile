@@ -49,7 +49,7 @@ extension/%.sql: extension/sql/%.sql
 install: install-python
 .PHONY: install-python
 install-python:
-	rm -rf '$(DESTDIR)$(SERVER_PYDIR)'
+	rm -rf '$(DESTDIR)$(SERVER_PYDIR)' build  # setuptools' build/ keeps moved modules
 	$(PYTHON) -m pip install --quiet --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
 		. "psycopg==$(PSYCOPG_VERSION)" "psycopg-binary==$(PSYCOPG_VERSION)" \

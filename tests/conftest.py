@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pg_follower.cluster import Cluster, make_base_dir
+from pg_follower.ops.cluster import Cluster, make_base_dir
 
 
 def wait_until(

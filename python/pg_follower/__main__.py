@@ -1,5 +1,5 @@
 """``python -m pg_follower``: the same as the ``pg-follower`` command."""
 
-from .cli import main
+from pg_follower.ops.cli import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pg_follower.cli import main
+from pg_follower.ops.cli import main
 
 
 def test_bench_measures_both_systems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

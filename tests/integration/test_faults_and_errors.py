@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from conftest import Pair, wait_until
-from pg_follower.cluster import free_port
+from pg_follower.ops.cluster import free_port
 
 SECRET = "S3cret-Pw-7f1d"
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conftest import wait_until
-from pg_follower.cluster import SERVER_USER, bindir, free_port, make_base_dir
+from pg_follower.ops.cluster import SERVER_USER, bindir, free_port, make_base_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SOCKETS = Path("/var/run/postgresql")  # Debian's default unix_socket_directories

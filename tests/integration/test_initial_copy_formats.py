@@ -19,7 +19,7 @@ from test_types import (
 )
 
 from conftest import Pair, text_rows, wait_until
-from pg_follower.initial_copy import CopyProgress, InitialCopy
+from pg_follower.destinations.postgres.initial_copy import CopyProgress, InitialCopy
 
 # Columns of test_types whose types are not built in, or are built in but
 # name objects by OID in binary (reg*): those tables go in text.

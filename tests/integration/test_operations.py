@@ -17,7 +17,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Pair, wait_until
-from pg_follower.cluster import bindir, free_port
+from pg_follower.ops.cluster import bindir, free_port
 
 SECRET = "S3cret-Pw-0ps9"
 TRANSACTIONS = int(os.environ.get("PG_FOLLOWER_TEST_METRICS_TXNS", "100000"))

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from conftest import Pair, wait_until
-from pg_follower.cluster import Cluster
+from pg_follower.ops.cluster import Cluster
 
 
 def _slot(pair: Pair) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conftest import wait_until
-from pg_follower.cluster import Cluster, bindir
+from pg_follower.ops.cluster import Cluster, bindir
 
 PGTAP_DIR = Path(__file__).resolve().parent.parent / "pgtap"
 PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 
 from conftest import Node, Pair
-from pg_follower.cluster import SUPERUSER, bindir
+from pg_follower.ops.cluster import SUPERUSER, bindir
 
 IDENTITY = (
     "SELECT relname::text, relreplident FROM pg_class"

@@ -12,7 +12,7 @@ import pytest
 
 from catalogs import assert_same_database, catalog
 from conftest import Node, Pair, text_rows, wait_until
-from pg_follower.cluster import bindir
+from pg_follower.ops.cluster import bindir
 
 PAGILA = Path(__file__).parent.parent / "fixtures" / "pagila" / "pagila-schema.sql"
 # Roles are cluster-wide and not replicated: the test makes them on both sides.

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from conftest import database_pair, wait_until
-from pg_follower.cluster import Cluster
+from pg_follower.ops.cluster import Cluster
 
 OLD = "0.1.0"
 NEW = "0.2.0"

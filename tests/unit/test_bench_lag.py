@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pg_follower.bench.lag import lag_at, percentile
+from pg_follower.ops.bench.lag import lag_at, percentile
 
 
 def test_lag_is_the_age_of_the_oldest_unapplied_upstream_sample() -> None:

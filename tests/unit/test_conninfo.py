@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from psycopg.pq import pq_ctypes as pq  # the system's libpq, not a wheel's newer one
 
-from pg_follower import conninfo
 from pg_follower.errors import ConfigError
+from pg_follower.source import conninfo
 
 LIBPQ_15 = pq.version() // 10000 == 15
 

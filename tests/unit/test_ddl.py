@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pg_follower import ddl
-from pg_follower.ddl import (
+from pg_follower.server import ddl
+from pg_follower.server.ddl import (
     FORMAT_VERSION,
     Command,
     DroppedObject,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pg_follower import ddl
-from pg_follower.ddl import (
+from pg_follower.server import ddl
+from pg_follower.server.ddl import (
     Command,
     DroppedObject,
     Unsupported,

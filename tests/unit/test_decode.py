@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pg_follower.decode import (
+from pg_follower.errors import ProtocolError
+from pg_follower.source.decode import (
     UNCHANGED_TOAST,
     Begin,
     BinaryValue,
@@ -40,7 +41,6 @@ from pg_follower.decode import (
     standby_status_update,
     str_to_lsn,
 )
-from pg_follower.errors import ProtocolError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pgoutput"
 PGOUTPUT_FIXTURES = sorted(p.stem for p in FIXTURES.glob("*.json") if p.stem != "copydata")

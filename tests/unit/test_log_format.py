@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 
-from pg_follower.daemon import JsonFormatter, TextFormatter, scrub
+from pg_follower.ops.daemon import JsonFormatter, TextFormatter, scrub
 
 
 def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:

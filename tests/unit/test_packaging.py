@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pg_follower.cli import build_parser
+from pg_follower.ops.cli import build_parser
 
 UNIT = Path(__file__).resolve().parents[2] / "packaging" / "systemd" / "pg-follower@.service"
 INSTALLED_AT = "/opt/pg_follower_py/.venv/bin/pg-follower"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pg_follower.roles import (
+from pg_follower.server.roles import (
     Membership,
     Role,
     create_role,

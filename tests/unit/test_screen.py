@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pg_follower.screen import Screen
+from pg_follower.ops.screen import Screen
 
 
 def _text(screen: Screen, rows: list[dict[str, Any]], now: float) -> str:

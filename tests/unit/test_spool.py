@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pg_follower.decode import (
+from pg_follower.errors import FollowerError, ProtocolError
+from pg_follower.source.decode import (
     Begin,
     Commit,
     Decoder,
@@ -24,9 +25,8 @@ from pg_follower.decode import (
     StreamStart,
     StreamStop,
 )
-from pg_follower.errors import FollowerError, ProtocolError
-from pg_follower.spool import Spool, SpooledTransaction, apply_spooled, spool_directory
-from pg_follower.stream import Inbox
+from pg_follower.source.spool import Spool, SpooledTransaction, apply_spooled, spool_directory
+from pg_follower.source.stream import Inbox
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pgoutput"
 

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pg_follower
-from pg_follower.supervise import PAUSE_AND_COUNTERS, version_tuple
+from pg_follower.ops.supervise import PAUSE_AND_COUNTERS, version_tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ROOT / "extension" / "sql"
