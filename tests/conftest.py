@@ -221,3 +221,25 @@ def pair(clusters: tuple[Cluster, Cluster]) -> Iterator[Pair]:
     """A fresh database on each cluster, with pg_follower_py installed on both."""
     with database_pair(clusters) as p:
         yield p
+
+
+@pytest.fixture
+def plain_upstream(clusters: tuple[Cluster, Cluster]) -> Iterator[Node]:
+    """A fresh database on the upstream cluster without pg_follower_py (a source
+    for pipelines to other destinations); dropped with its slots at the end."""
+    up_cluster = clusters[0]
+    dbname = "p_" + uuid.uuid4().hex[:10]
+    with _admin(up_cluster) as conn:
+        conn.execute(f"CREATE DATABASE {dbname}")
+    node = Node(up_cluster, dbname)
+    try:
+        yield node
+    finally:
+        node.close()
+        with _admin(up_cluster) as conn:
+            for (slot,) in conn.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [dbname]
+            ).fetchall():
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            conn.execute(f"DROP DATABASE {dbname} WITH (FORCE)")

@@ -121,12 +121,18 @@ class ReplicationConnection:
     def drop_slot(self, name: str) -> None:
         self.query(f"DROP_REPLICATION_SLOT {_ident(name)}")
 
-    def start(self, slot: str, start_lsn: int, publication: str) -> None:
-        """Enter CopyBoth mode, streaming pgoutput from ``start_lsn``."""
+    def start(self, slot: str, start_lsn: int, publication: str, streaming: bool = True) -> None:
+        """Enter CopyBoth mode, streaming pgoutput from ``start_lsn``.
+
+        ``publication`` may name several, comma-separated. With ``streaming``
+        (protocol 2) big transactions come while they run; without it
+        (protocol 1) each comes whole at its commit.
+        """
+        names = ",".join(_ident(p) for p in publication.split(",")).replace("'", "''")
+        options = "proto_version '2', streaming 'on'" if streaming else "proto_version '1'"
         command = (
             f"START_REPLICATION SLOT {_ident(slot)} LOGICAL {lsn_to_str(start_lsn)}"
-            f" (proto_version '2', publication_names '{_ident(publication)}',"
-            " messages 'true', streaming 'on')"
+            f" ({options}, publication_names '{names}', messages 'true')"
         )
         self.pgconn.send_query(command.encode())
         res = self.pgconn.get_result()

@@ -1,0 +1,224 @@
+"""A pipeline: one source's changes into one destination, in commit order.
+
+    Pipeline(PostgresSource(conninfo, slot="s", publication="p"),
+             DuckDBDestination("analytics.duckdb")).run()
+
+The destination says where it stands (``open``); the pipeline starts the slot
+there, back-fills a new destination from the slot's snapshot when asked, then
+hands over each transaction whole and in order, and confirms to the upstream
+only what the destination reports durable. Killed at any moment and run again,
+it gives a transactional destination every transaction exactly once.
+
+One thread: the read, the destination's work and the upstream's feedback take
+turns, so a destination must not block for longer than the upstream's
+``wal_sender_timeout`` (60 s by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from pg_follower import INTERNAL_SCHEMA
+from pg_follower.destinations.base import Destination
+from pg_follower.errors import ConfigError, ProtocolError
+from pg_follower.source import decode
+from pg_follower.source.changes import Delete, Insert, Row, TableInfo, Transaction, Truncate, Update
+from pg_follower.source.postgres import PostgresSource
+
+logger = logging.getLogger("pg_follower.pipeline")
+
+FEEDBACK_INTERVAL = 1.0  # how often the upstream hears how far we are
+IDLE_WAIT = 0.2  # a read waits this long before the destination is flushed
+DDL_QUEUE = "ddl_queue"
+
+
+def _text(row: decode.Row) -> Row:
+    """pgoutput's text-format values as ``str`` (NULL and unchanged TOAST kept)."""
+    return tuple(v.decode() if type(v) is bytes else v for v in row)  # type: ignore[misc]
+
+
+class Pipeline:
+    """Runs until ``stop()``, or with ``until_caught_up`` until it has passed
+    what the upstream had written when it started."""
+
+    def __init__(
+        self,
+        source: PostgresSource,
+        destination: Destination,
+        *,
+        snapshot: bool = False,
+        until_caught_up: bool = False,
+        own_slot: bool = False,
+    ):
+        """``snapshot``: back-fill a destination that holds nothing from the
+        snapshot of a slot made now. ``own_slot``: the slot serves this
+        destination alone, so when the destination holds nothing the slot is
+        made again (its snapshot is needed, and nothing of it was kept)."""
+        self.source = source
+        self.destination = destination
+        self.snapshot = snapshot
+        self.until_caught_up = until_caught_up
+        self.own_slot = own_slot
+        self._stop = threading.Event()
+        self.tables: dict[int, TableInfo] = {}
+        self.committed_lsn = 0  # where the stream stands: the last commit handed over
+        self.handed_lsn = 0  # end LSN of the last transaction handed over by this run
+        self.confirmed_lsn = 0  # told to the upstream (never moves back)
+        self.transactions = 0  # handed over by this run
+        self.changes = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        source, destination = self.source, self.destination
+        source.connect()
+        try:
+            position = destination.open()
+            fresh = position is None and self.own_slot and self.snapshot
+            if (
+                fresh
+                and source.replication is not None
+                and source.replication.slot_exists(source.slot)
+            ):
+                logger.info("the destination is empty: making slot %s again", source.slot)
+                source.drop_slot()
+            start = source.open_slot(position, snapshot=self.snapshot and position is None)
+            if position is None and self.snapshot:
+                if start.created is None or start.created.snapshot is None:
+                    raise ConfigError(
+                        f"slot {source.slot!r} exists already, so the snapshot it was made"
+                        " with is gone: drop it (pg-follower drop-slot) to back-fill again,"
+                        " or go on from the slot without a snapshot"
+                    )
+                for table in source.snapshot_tables(start.created.snapshot):
+                    destination.write_snapshot(table)
+                destination.snapshot_done(start.created.consistent_point)
+            self.committed_lsn = start.lsn
+            self.confirmed_lsn = start.lsn
+            target = self._upstream_end() if self.until_caught_up else None
+            source.start(start.lsn)
+            self._stream(start.lsn, target)
+            destination.flush()
+            self._feedback(idle_end=None)
+        finally:
+            source.close()
+            destination.close()
+
+    def _upstream_end(self) -> int:
+        end = self.source._scalar("SELECT pg_catalog.pg_current_wal_lsn()::text")
+        return decode.str_to_lsn(str(end))
+
+    def _stream(self, position: int, target: int | None) -> None:
+        assert self.source.replication is not None
+        connection = self.source.replication
+        destination = self.destination
+        decoder = decode.Decoder()
+        txn: Transaction | None = None
+        skipping = False
+        dirty = False  # committed to the destination since its last flush
+        idle_end: int | None = None  # upstream WAL end while nothing is in flight
+        last_feedback = 0.0
+        while not self._stop.is_set():
+            buf = connection.read(timeout=0.0 if dirty else IDLE_WAIT)
+            if buf is None:
+                if dirty:
+                    destination.flush()
+                    dirty = False
+                    self._feedback(idle_end)
+                    last_feedback = time.monotonic()
+                if target is not None and txn is None and self._passed(target, idle_end):
+                    return
+            else:
+                frame = decode.parse_copy_data(buf)
+                if isinstance(frame, decode.Keepalive):
+                    if txn is None and not skipping:
+                        idle_end = max(idle_end or 0, frame.wal_end)
+                    if frame.reply_requested:
+                        self._feedback(idle_end)
+                        last_feedback = time.monotonic()
+                else:
+                    msg = decoder.decode(frame.payload)
+                    if isinstance(msg, decode.Begin):
+                        idle_end = None
+                        skipping = msg.final_lsn < position
+                        if not skipping:
+                            txn = Transaction(
+                                msg.xid,
+                                msg.final_lsn,
+                                decode.pg_timestamp_to_datetime(msg.commit_ts),
+                            )
+                            destination.begin(txn)
+                    elif isinstance(msg, decode.Commit):
+                        if txn is not None:
+                            done = Transaction(
+                                txn.xid, msg.commit_lsn, txn.commit_time, end_lsn=msg.end_lsn
+                            )
+                            destination.commit(done)
+                            self.committed_lsn = self.handed_lsn = msg.end_lsn
+                            self.transactions += 1
+                            dirty = True
+                        txn = None
+                        skipping = False
+                    elif isinstance(msg, decode.Relation):
+                        self.tables[msg.relation_id] = self.source.table_of(msg)
+                    elif txn is not None:
+                        self._change(msg)
+            if time.monotonic() - last_feedback >= FEEDBACK_INTERVAL:
+                self._feedback(idle_end)
+                last_feedback = time.monotonic()
+        return
+
+    def _passed(self, target: int, idle_end: int | None) -> bool:
+        """Whether everything the upstream had at the start is handed over and durable."""
+        reached = max(self.committed_lsn, idle_end or 0)
+        durable = self.destination.durable_lsn() or 0
+        return reached >= target and durable >= self.handed_lsn
+
+    def _table(self, relation_id: int) -> TableInfo:
+        table = self.tables.get(relation_id)
+        if table is None:
+            raise ProtocolError(f"change for relation {relation_id} before its Relation message")
+        return table
+
+    def _change(self, msg: decode.Message) -> None:
+        destination = self.destination
+        if isinstance(msg, decode.Insert):
+            table = self._table(msg.relation_id)
+            if table.schema == INTERNAL_SCHEMA:
+                if table.name == DDL_QUEUE:
+                    destination.change(self.source.ddl_of(_text(msg.new), table))
+                return
+            destination.change(Insert(table, _text(msg.new)))
+        elif isinstance(msg, decode.Update):
+            table = self._table(msg.relation_id)
+            if table.schema != INTERNAL_SCHEMA:
+                old = _text(msg.old) if msg.old is not None else None
+                destination.change(Update(table, old, _text(msg.new)))
+        elif isinstance(msg, decode.Delete):
+            table = self._table(msg.relation_id)
+            if table.schema != INTERNAL_SCHEMA:
+                destination.change(Delete(table, _text(msg.old)))
+        elif isinstance(msg, decode.Truncate):
+            tables = tuple(self._table(r) for r in msg.relation_ids)
+            tables = tuple(t for t in tables if t.schema != INTERNAL_SCHEMA)
+            if tables:
+                destination.change(Truncate(tables, msg.cascade, msg.restart_identity))
+        else:
+            return  # Origin, Type, LogicalMessage: nothing for a destination
+        self.changes += 1
+
+    def _feedback(self, idle_end: int | None) -> None:
+        """Tell the upstream what the destination holds durably: the slot keeps the rest."""
+        connection = self.source.replication
+        if connection is None:
+            return
+        durable = self.destination.durable_lsn() or 0
+        # Nothing in flight and all handed over durable: the slot may move on
+        # to the upstream's WAL end (no WAL piles up while it is idle).
+        if idle_end is not None and durable >= self.handed_lsn:
+            durable = max(durable, idle_end)
+        durable = self.confirmed_lsn = max(self.confirmed_lsn, durable)
+        connection.send(decode.standby_status_update(durable, durable, durable, now=time.time()))
