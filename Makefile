@@ -64,8 +64,8 @@ demo: bootstrap
 	$(VENV)/bin/pg-follower demo
 
 lint:
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/ruff check python tests examples
+	$(VENV)/bin/ruff format --check python tests examples
 	$(VENV)/bin/mypy
 
 test: bootstrap lint

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Node, wait_until
-
 from pg_follower.pipeline import Pipeline
 from pg_follower.source.postgres import PostgresSource
 
