@@ -25,7 +25,7 @@ from pg_follower import INTERNAL_SCHEMA, PUBLICATION
 from pg_follower.errors import ConfigError, UpstreamError, first_line
 from pg_follower.source.changes import ColumnInfo, Ddl, Row, TableInfo
 from pg_follower.source.copy_text import parse_copy_lines
-from pg_follower.source.decode import Relation, str_to_lsn
+from pg_follower.source.decode import Relation, lsn_to_str, str_to_lsn
 from pg_follower.source.stream import CreatedSlot, ReplicationConnection, worker_conninfo
 
 logger = logging.getLogger("pg_follower.source")
@@ -136,7 +136,7 @@ class PostgresSource:
         assert self.replication is not None
         if not self.replication.slot_exists(self.slot):
             created = self.replication.create_slot(self.slot, export_snapshot=snapshot)
-            logger.info("created slot %s at %X", self.slot, created.consistent_point)
+            logger.info("created slot %s at %s", self.slot, lsn_to_str(created.consistent_point))
             start = position if position is not None else created.consistent_point
             return SlotStart(max(start, created.consistent_point), created)
         row = self.catalog_row(
