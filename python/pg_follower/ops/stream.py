@@ -11,14 +11,20 @@ import logging
 import os
 import signal
 import sys
+import time
 from types import FrameType
 
 from pg_follower.destinations.jsonl import JsonLinesDestination
+from pg_follower.errors import UpstreamError
 from pg_follower.pipeline import Pipeline
 from pg_follower.source.decode import lsn_to_str
 from pg_follower.source.postgres import PostgresSource
 
 logger = logging.getLogger("pg_follower.stream")
+
+# A consumer restarted at once after a kill: the upstream may not have seen
+# the old session go yet, and holds the slot for it a moment longer.
+SLOT_BUSY_WAIT = 15.0
 
 
 def run_stream(
@@ -31,21 +37,38 @@ def run_stream(
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="pg-follower stream: %(message)s"
     )
-    source = PostgresSource(upstream, slot=slot, publication=publication)
     destination = JsonLinesDestination(sys.stdout.buffer, start=start)
-    pipeline = Pipeline(source, destination, snapshot=snapshot)
+    pipeline: Pipeline | None = None
+    stopped = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopped
         logger.info("%s: stopping after the current transaction", signal.Signals(signum).name)
-        pipeline.stop()
+        stopped = True
+        if pipeline is not None:
+            pipeline.stop()
         # a second signal ends it at once
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    deadline = time.monotonic() + SLOT_BUSY_WAIT
     try:
-        pipeline.run()
+        while not stopped:
+            source = PostgresSource(upstream, slot=slot, publication=publication)
+            pipeline = Pipeline(source, destination, snapshot=snapshot)
+            try:
+                pipeline.run()
+                break
+            except UpstreamError as exc:
+                # nothing written yet, so starting over is safe
+                if "is active for PID" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                if destination.transactions or destination.durable_lsn() is not None:
+                    raise
+                logger.info("slot %s is still held by an ended session: waiting", slot)
+                time.sleep(0.5)
     except BrokenPipeError:
         # the reader went away: nothing more can reach it, and Python must
         # not complain at exit when it flushes stdout again
