@@ -36,6 +36,7 @@ def test_elements_converted_by_type() -> None:
     assert converter(column(1000, "A", 16))("{t,f}") == [True, False]
     assert converter(column(3807, "A", 3802))('{"{\\"a\\": 1}",null}') == [{"a": 1}, None]
     assert converter(column(1231, "A", 1700))("{1.10,2}") == ["1.10", "2"]
+    assert converter(column(22, "A", 21))("1 2") == "1 2"  # int2vector: its text form
     # box[] is the one built-in array with ';' between elements
     assert converter(column(1020, "A", 603))("{(1,1),(0,0);(2,2),(1,1)}") == [
         "(1,1),(0,0)",

@@ -90,7 +90,10 @@ def converter(column: ColumnInfo) -> Convert:
     if column.category == "A" and column.element_oid:
         element = scalar_converter(column.element_oid)
         delimiter = ";" if column.element_oid == BOX else ","
-        return lambda text: parse_array(text, element, delimiter)
+        # int2vector and oidvector are arrays too, printed '1 2 3': kept as text
+        return lambda text: (
+            parse_array(text, element, delimiter) if text[:1] in ("{", "[") else text
+        )
     return scalar_converter(column.base_oid)
 
 
