@@ -1,6 +1,6 @@
 """Count the changes per table that an upstream commits: a destination in 30 lines.
 
-    python examples/count_changes.py "host=/tmp dbname=shop" my_slot my_publication
+python examples/count_changes.py "host=/tmp dbname=shop" my_slot my_publication
 """
 
 import sys

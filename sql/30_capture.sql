@@ -5,18 +5,31 @@
 -- the object identities to the PL/Python deparser and queue its statements in
 -- pgfollower.ddl_queue.
 
+-- Slots of our other tools (pg-follower stream, duckdb) on this database,
+-- whatever they are called: while one exists the DDL capture runs, so their
+-- consumers get the DDL too. Recorded by pgfollower.ensure_consumer();
+-- readable by all, as is pg_replication_slots (every DDL checks it).
+CREATE TABLE pgfollower.consumer_slots (
+    slot_name name PRIMARY KEY,
+    added     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON pgfollower.consumer_slots FROM PUBLIC;
+GRANT SELECT ON pgfollower.consumer_slots TO PUBLIC;
+
 -- True when DDL here must be captured: logical WAL and a slot of ours on
--- this database. Elsewhere (a downstream, an unfollowed database) DDL runs
--- untouched.
+-- this database (a follower's, named pgf_..., or a recorded consumer's).
+-- Elsewhere (a downstream, an unfollowed database) DDL runs untouched.
 CREATE FUNCTION pgfollower.is_followed() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT current_setting('wal_level') = 'logical'
-       AND EXISTS (SELECT 1 FROM pg_replication_slots
-                    WHERE database = current_database()
-                      AND plugin = 'pgoutput'
-                      AND slot_name LIKE 'pgf\_%')
+       AND EXISTS (SELECT 1 FROM pg_replication_slots s
+                    WHERE s.database = current_database()
+                      AND s.plugin = 'pgoutput'
+                      AND (s.slot_name LIKE 'pgf\_%'
+                           OR s.slot_name IN (SELECT c.slot_name
+                                                FROM pgfollower.consumer_slots c)))
 $$;
 
 -- The schemas unqualified names resolved in, as a quoted SQL list. No SET

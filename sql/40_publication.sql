@@ -49,3 +49,27 @@ $$;
 REVOKE ALL ON FUNCTION pgfollower.drop_publication() FROM PUBLIC;
 COMMENT ON FUNCTION pgfollower.drop_publication() IS
     'Upstream side: drop the pg_follower_py publication once no follower slot is left (called by the slot-drop helper)';
+
+-- Our other tools (pg-follower stream, duckdb) stream their own publication
+-- plus pg_follower_py_ddl, the queue of captured DDL, through slots of any
+-- name: they call this with the slot's name first. It makes the publication
+-- if missing and records the slot, so the capture runs while it exists.
+CREATE FUNCTION pgfollower.ensure_consumer(p_slot name) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py_ddl') THEN
+        -- our own DDL: the capture trigger must not refuse it
+        PERFORM set_config('pg_follower_py.internal_ddl', 'on', true);
+        CREATE PUBLICATION pg_follower_py_ddl FOR TABLE pgfollower.ddl_queue
+            WITH (publish = 'insert');
+        PERFORM set_config('pg_follower_py.internal_ddl', '', true);
+    END IF;
+    INSERT INTO pgfollower.consumer_slots (slot_name) VALUES (p_slot) ON CONFLICT DO NOTHING;
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.ensure_consumer(name) FROM PUBLIC;
+COMMENT ON FUNCTION pgfollower.ensure_consumer(name) IS
+    'Upstream side: publish the DDL queue (pg_follower_py_ddl) and keep the DDL capture on while slot p_slot exists (called by pg-follower stream and duckdb)';

@@ -572,3 +572,57 @@ REVOKE ALL ON FUNCTION pgfollower.ensure_publication() FROM PUBLIC;
 COMMENT ON FUNCTION pgfollower.ensure_publication() IS
     'Upstream side: publish all tables for pg_follower_py (called by the worker)';
 -- end of copy_roles and replica identity
+
+-- new: consumer slots of any name keep the DDL capture on; their DDL queue
+-- publication (sql/30_capture.sql's consumer_slots and is_followed,
+-- sql/40_publication.sql's ensure_consumer)
+-- Slots of our other tools (pg-follower stream, duckdb) on this database,
+-- whatever they are called: while one exists the DDL capture runs, so their
+-- consumers get the DDL too. Recorded by pgfollower.ensure_consumer();
+-- readable by all, as is pg_replication_slots (every DDL checks it).
+CREATE TABLE pgfollower.consumer_slots (
+    slot_name name PRIMARY KEY,
+    added     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON pgfollower.consumer_slots FROM PUBLIC;
+GRANT SELECT ON pgfollower.consumer_slots TO PUBLIC;
+
+-- True when DDL here must be captured: logical WAL and a slot of ours on
+-- this database (a follower's, named pgf_..., or a recorded consumer's).
+-- Elsewhere (a downstream, an unfollowed database) DDL runs untouched.
+CREATE OR REPLACE FUNCTION pgfollower.is_followed() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT current_setting('wal_level') = 'logical'
+       AND EXISTS (SELECT 1 FROM pg_replication_slots s
+                    WHERE s.database = current_database()
+                      AND s.plugin = 'pgoutput'
+                      AND (s.slot_name LIKE 'pgf\_%'
+                           OR s.slot_name IN (SELECT c.slot_name
+                                                FROM pgfollower.consumer_slots c)))
+$$;
+
+-- Our other tools (pg-follower stream, duckdb) stream their own publication
+-- plus pg_follower_py_ddl, the queue of captured DDL, through slots of any
+-- name: they call this with the slot's name first. It makes the publication
+-- if missing and records the slot, so the capture runs while it exists.
+CREATE FUNCTION pgfollower.ensure_consumer(p_slot name) RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py_ddl') THEN
+        -- our own DDL: the capture trigger must not refuse it
+        PERFORM set_config('pg_follower_py.internal_ddl', 'on', true);
+        CREATE PUBLICATION pg_follower_py_ddl FOR TABLE pgfollower.ddl_queue
+            WITH (publish = 'insert');
+        PERFORM set_config('pg_follower_py.internal_ddl', '', true);
+    END IF;
+    INSERT INTO pgfollower.consumer_slots (slot_name) VALUES (p_slot) ON CONFLICT DO NOTHING;
+END
+$$;
+REVOKE ALL ON FUNCTION pgfollower.ensure_consumer(name) FROM PUBLIC;
+COMMENT ON FUNCTION pgfollower.ensure_consumer(name) IS
+    'Upstream side: publish the DDL queue (pg_follower_py_ddl) and keep the DDL capture on while slot p_slot exists (called by pg-follower stream and duckdb)';

@@ -1,4 +1,4 @@
-"""The ``pg-follower`` command line: worker, status, demo, bench."""
+"""The ``pg-follower`` command line: worker, status, stream, demo, bench."""
 
 from __future__ import annotations
 
@@ -49,6 +49,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         title = f"pg_follower_py  {conninfo.redact(dsn)}" if dsn else "pg_follower_py"
         return show_screen(dsn, title, interval=args.interval, once=args.once)
     return show_status(args.dsn or "", watch=False, interval=args.interval)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from pg_follower.ops.stream import run_stream
+    from pg_follower.source.decode import str_to_lsn
+
+    start = None
+    if args.start is not None:
+        try:
+            start = str_to_lsn(args.start)
+        except ValueError:
+            print(
+                f"pg-follower stream: --from {args.start!r} is not an LSN: give the end_lsn"
+                " of the last commit line kept, as X/Y (e.g. 0/16B3748)",
+                file=sys.stderr,
+            )
+            return 2
+    if not args.upstream:
+        print(
+            "pg-follower stream: no upstream given: pass --upstream CONNINFO"
+            " or set PG_FOLLOWER_UPSTREAM",
+            file=sys.stderr,
+        )
+        return 2
+    return run_stream(args.upstream, args.slot, args.publication, args.snapshot, start)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -155,6 +180,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     status.set_defaults(func=cmd_status)
+
+    stream = sub.add_parser(
+        "stream",
+        help="an upstream's changes as JSON lines on stdout",
+        description="Writes the upstream's committed transactions to stdout, one JSON object"
+        " per line (begin, insert/update/delete/truncate/ddl, commit), each transaction"
+        " flushed whole. Needs wal_level = logical and a publication upstream.",
+    )
+    stream.add_argument(
+        "--upstream",
+        metavar="CONNINFO",
+        default=os.environ.get("PG_FOLLOWER_UPSTREAM"),
+        help="the upstream database (default: $PG_FOLLOWER_UPSTREAM)",
+    )
+    stream.add_argument(
+        "--slot", required=True, metavar="NAME", help="the replication slot (made if missing)"
+    )
+    stream.add_argument(
+        "--publication",
+        metavar="P",
+        help="the publication to stream (default: pg_follower_py, where our extension made it)",
+    )
+    stream.add_argument(
+        "--snapshot",
+        action="store_true",
+        help='first write the published tables\' rows (insert lines with "snapshot": true)'
+        " from the snapshot of the slot, which must be new",
+    )
+    stream.add_argument(
+        "--from",
+        dest="start",
+        metavar="LSN",
+        help="resume after this end_lsn (of the last commit line kept)",
+    )
+    stream.set_defaults(func=cmd_stream)
 
     demo = sub.add_parser("demo", help="the seed walkthrough on two throwaway clusters")
     demo.add_argument("--keep", action="store_true", help="leave the clusters running")

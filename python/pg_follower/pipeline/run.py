@@ -90,8 +90,9 @@ class Pipeline:
                 if start.created is None or start.created.snapshot is None:
                     raise ConfigError(
                         f"slot {source.slot!r} exists already, so the snapshot it was made"
-                        " with is gone: drop it (pg-follower drop-slot) to back-fill again,"
-                        " or go on from the slot without a snapshot"
+                        " with is gone: drop it upstream (SELECT pg_drop_replication_slot("
+                        f"'{source.slot}')) to back-fill again, or go on from the slot"
+                        " without a snapshot"
                     )
                 for table in source.snapshot_tables(start.created.snapshot):
                     destination.write_snapshot(table)

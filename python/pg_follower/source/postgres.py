@@ -25,7 +25,7 @@ from pg_follower import INTERNAL_SCHEMA, PUBLICATION
 from pg_follower.errors import ConfigError, UpstreamError, first_line
 from pg_follower.source.changes import ColumnInfo, Ddl, Row, TableInfo
 from pg_follower.source.copy_text import parse_copy_lines
-from pg_follower.source.decode import Relation, str_to_lsn
+from pg_follower.source.decode import Relation, lsn_to_str, str_to_lsn
 from pg_follower.source.stream import CreatedSlot, ReplicationConnection, worker_conninfo
 
 logger = logging.getLogger("pg_follower.source")
@@ -73,6 +73,8 @@ class PostgresSource:
             self._scalar("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_follower_py'")
         )
         self.publications = [self._publication()]
+        if self.has_extension:
+            self._register_consumer()
         # the extension's DDL queue, unless the publication has every table
         if (
             self.has_extension
@@ -80,6 +82,19 @@ class PostgresSource:
             and self._publication_exists(DDL_PUBLICATION)
         ):
             self.publications.append(DDL_PUBLICATION)
+
+    def _register_consumer(self) -> None:
+        """Have the extension capture DDL while our slot exists, whatever its
+        name, and publish its DDL queue (``pg_follower_py_ddl``)."""
+        if not self._scalar("SELECT to_regprocedure('pgfollower.ensure_consumer(name)')"):
+            return  # an extension older than 0.2.0: DDL only for pgf_ slots
+        try:
+            self._scalar("SELECT pgfollower.ensure_consumer(%s)", [self.slot])
+        except psycopg.errors.InsufficientPrivilege:
+            logger.warning(
+                "no DDL lines: this role may not run pgfollower.ensure_consumer(name) upstream;"
+                " GRANT EXECUTE ON FUNCTION pgfollower.ensure_consumer(name) TO it"
+            )
 
     def close(self) -> None:
         for conn in (self.replication, self.catalog):
@@ -121,7 +136,7 @@ class PostgresSource:
         assert self.replication is not None
         if not self.replication.slot_exists(self.slot):
             created = self.replication.create_slot(self.slot, export_snapshot=snapshot)
-            logger.info("created slot %s at %X", self.slot, created.consistent_point)
+            logger.info("created slot %s at %s", self.slot, lsn_to_str(created.consistent_point))
             start = position if position is not None else created.consistent_point
             return SlotStart(max(start, created.consistent_point), created)
         row = self.catalog_row(
