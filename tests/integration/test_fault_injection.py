@@ -22,7 +22,7 @@ import pytest
 
 from conftest import Pair, wait_until
 
-ROUNDS = int(os.environ.get("PG_FOLLOWER_FAULT_ROUNDS", "10"))
+ROUNDS = int(os.environ.get("PG_FOLLOWER_FAULT_ROUNDS", "8"))  # every kind once
 
 SCHEMA = """
 CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, note text);
