@@ -64,6 +64,7 @@ def test_until_caught_up_returns(plain_upstream: Node) -> None:
     source = PostgresSource(up.dsn, slot="api_once", publication="p")
     Pipeline(source, destination, until_caught_up=True).run()  # makes the slot
     up.execute("INSERT INTO t SELECT generate_series(1, 50)")
-    Pipeline(PostgresSource(up.dsn, slot="api_once", publication="p"), destination,
-             until_caught_up=True).run()
+    Pipeline(
+        PostgresSource(up.dsn, slot="api_once", publication="p"), destination, until_caught_up=True
+    ).run()
     assert destination.counts["public.t"] == 50

@@ -133,7 +133,8 @@ class DuckDBDestination:
         self.known: dict[int, TableInfo] = {}  # what the DuckDB tables are, by upstream OID
         self.pending: dict[int, _Pending] = {}
         self.pending_events = 0
-        self.in_transaction = False
+        self.in_transaction = False  # a DuckDB transaction is open
+        self.upstream_open = False  # between an upstream transaction's begin and commit
         self.transaction_started = 0.0
         self.last_lsn: int | None = None  # end LSN of the last upstream commit taken
         self.committed_lsn: int | None = None  # ... of the last one committed into DuckDB
@@ -216,7 +217,10 @@ class DuckDBDestination:
         return self.committed_lsn
 
     def flush(self) -> None:
-        self._commit()
+        # The pipeline may flush (idle, or stopped) inside an upstream
+        # transaction: only whole ones are committed, the rest waits for its commit.
+        if not self.upstream_open:
+            self._commit()
 
     # -- back-fill ------------------------------------------------------------
 
@@ -279,8 +283,10 @@ class DuckDBDestination:
 
     def begin(self, transaction: Transaction) -> None:
         self._begin()
+        self.upstream_open = True
 
     def commit(self, transaction: Transaction) -> None:
+        self.upstream_open = False
         self.last_lsn = transaction.end_lsn
         if (
             self.pending_events >= self.batch_rows
