@@ -523,15 +523,17 @@ class DuckDBDestination:
     def _warn_nan_rows(self, table: TableInfo, rows: list[Row]) -> None:
         for i, column in enumerate(table.columns):
             label = f"{table.qualified_name}.{column.name}"
-            if label not in self.warned_nan and types.nan_checked(column):
-                if any(r[i] == "NaN" for r in rows):
-                    self.warned_nan.add(label)
-                    logger.warning(
-                        "%s is %s: DuckDB's DECIMAL has no NaN, so its NaN values are NULL"
-                        " in the copy",
-                        label,
-                        column.type_name,
-                    )
+            if (
+                label not in self.warned_nan
+                and types.nan_checked(column)
+                and any(r[i] == "NaN" for r in rows)
+            ):
+                self.warned_nan.add(label)
+                logger.warning(
+                    "%s is %s: DuckDB's DECIMAL has no NaN, so its NaN values are NULL in the copy",
+                    label,
+                    column.type_name,
+                )
 
     # -- schema -----------------------------------------------------------------
 
