@@ -23,8 +23,10 @@ import os
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from operator import itemgetter
+from typing import IO, Any
 
 import duckdb
 import pyarrow as pa
@@ -51,6 +53,7 @@ logger = logging.getLogger("pg_follower.duckdb")
 STATE_SCHEMA = "_pg_follower"
 BATCH_ROWS = 200_000  # buffered row events before they are applied
 BATCH_SECONDS = 2.0  # a DuckDB transaction commits at the first upstream commit after this
+PART_BYTES = 64 << 20  # the back-fill loads COPY output in files of this size
 
 
 def quote(name: str) -> str:
@@ -107,6 +110,7 @@ class _Pending:
 
     table: TableInfo
     key_index: list[int]
+    key_of: Any = None  # row -> its key tuple
     latest: dict[tuple[Any, ...], Row | None] = field(default_factory=dict)  # keyed: None = gone
     origin: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)  # toast source
     inserts: Counter[Row] = field(default_factory=Counter)  # keyless
@@ -225,30 +229,58 @@ class DuckDBDestination:
     # -- back-fill ------------------------------------------------------------
 
     def write_snapshot(self, snapshot: TableSnapshot) -> None:
+        """The table's COPY CSV output in files of about PART_BYTES: DuckDB loads
+        one (in a thread: it releases the GIL) while the next is read."""
         self._begin()
         table = snapshot.table
         self._evolve(table)
         directory = os.path.dirname(os.path.abspath(self.path))
-        with tempfile.NamedTemporaryFile(
-            "wb", dir=directory, prefix=".pgf-backfill-", suffix=".csv"
-        ) as f:
-            for chunk in snapshot.copy_chunks("csv"):
-                f.write(chunk)
-            f.flush()
-            if f.tell() == 0:
-                return
+        count = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="duckdb-load") as loader:
+            loading: Future[int] | None = None
+            part: IO[bytes] | None = None
+            try:
+                for chunk in snapshot.copy_chunks("csv"):  # a row per chunk
+                    if part is None:
+                        part = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by _load)
+                            "wb", dir=directory, prefix=".pgf-backfill-", suffix=".csv",
+                            delete=False,
+                        )  # fmt: skip
+                    part.write(chunk)
+                    if part.tell() >= PART_BYTES:
+                        part.close()
+                        if loading is not None:
+                            count += loading.result()
+                        loading = loader.submit(self._load_part, table, part.name)
+                        part = None
+                if part is not None:
+                    part.close()
+                    if loading is not None:
+                        count += loading.result()
+                    loading = loader.submit(self._load_part, table, part.name)
+                    part = None
+                if loading is not None:
+                    count += loading.result()
+            finally:
+                if part is not None:
+                    part.close()
+                    os.unlink(part.name)
+        self.rows_loaded += count
+        logger.info("back-filled %s: %d rows", table.qualified_name, count)
+
+    def _load_part(self, table: TableInfo, path: str) -> int:
+        try:
             columns = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(table.columns)))
             source = (
-                f"read_csv({_literal(f.name)}, columns={{{columns}}}, header=false,"
+                f"read_csv({_literal(path)}, columns={{{columns}}}, header=false,"
                 " delim=',', quote='\"', escape='\"', nullstr='', allow_quoted_nulls=false,"
                 " auto_detect=false)"
             )
             self._warn_nan(table, source)
-            cur = self._sql(self._insert_sql(table, source, table.columns))
-            loaded = cur.fetchone()
-            count = int(loaded[0]) if loaded else 0
-        self.rows_loaded += count
-        logger.info("back-filled %s: %d rows", table.qualified_name, count)
+            loaded = self._sql(self._insert_sql(table, source, table.columns)).fetchone()
+            return int(loaded[0]) if loaded else 0
+        finally:
+            os.unlink(path)
 
     def snapshot_done(self, lsn: int) -> None:
         self._begin()
@@ -332,11 +364,13 @@ class DuckDBDestination:
         self._evolve(table)
         index = [i for i, c in enumerate(table.columns) if c.key] if keyed(table) else []
         pending = self.pending[table.relation_id] = _Pending(table, index)
+        if index:  # a tuple even for one column
+            pending.key_of = itemgetter(*index) if len(index) > 1 else lambda r, i=index[0]: (r[i],)
         return pending
 
     @staticmethod
     def _key(pending: _Pending, row: Row) -> tuple[Any, ...]:
-        return tuple(row[i] for i in pending.key_index)
+        return pending.key_of(row)  # type: ignore[no-any-return]
 
     def _insert(self, p: _Pending, new: Row) -> None:
         if p.key_index:
