@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import psycopg
 
-from conftest import Node, wait_until
+from conftest import Node, Pair, wait_until
 
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 
@@ -314,3 +314,27 @@ def test_type_mapping(plain_upstream: Node, tmp_path: Path) -> None:
                 f"SELECT id, CAST(v AS VARCHAR) FROM public.ty_{n} ORDER BY id"
             ).fetchall()
             assert got == [(1, expected), (2, expected)], pg_type
+
+
+def test_drop_table_with_the_extension_upstream(pair: Pair, tmp_path: Path) -> None:
+    """With pg_follower_py upstream its captured DDL is in the stream: a DROP
+    TABLE drops the DuckDB table too."""
+    up = pair.up
+    database = tmp_path / "drop.duckdb"
+    up.execute("CREATE TABLE gone (id int PRIMARY KEY)")
+    up.execute("CREATE TABLE kept (id int PRIMARY KEY)")
+    up.execute("INSERT INTO gone VALUES (1)")
+    up.execute("CREATE PUBLICATION pub FOR TABLE gone, kept")
+    # the extension's queue of captured DDL, as PostgresSource reads it
+    if not up.scalar("SELECT 1 FROM pg_publication WHERE pubname = 'pg_follower_py_ddl'"):
+        up.execute("CREATE PUBLICATION pg_follower_py_ddl FOR TABLE pgfollower.ddl_queue")
+    catch_up(up, database)
+    up.execute("DROP TABLE gone")
+    up.execute("INSERT INTO kept VALUES (1)")
+    catch_up(up, database)
+    with duckdb.connect(str(database), read_only=True) as con:
+        names = con.execute(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' ORDER BY 1"
+        ).fetchall()
+    assert names == [("public.kept",)]

@@ -650,6 +650,7 @@ class DuckDBDestination:
     def _ddl(self, change: Ddl) -> None:
         """DROP TABLE replicated by the upstream's extension: the copy goes too."""
         record = change.record
+        logger.debug("DDL from the upstream: %s", record)
         if record.get("tag") != "DROP TABLE":
             return
         identity = record.get("identity")
