@@ -148,8 +148,39 @@ class DuckDBDestination:
 
     # -- the file and its state ---------------------------------------------
 
+    def _create_file(self) -> None:
+        """A new file is made under another name and renamed into place, so a
+        kill while DuckDB writes its first blocks leaves no half-made file."""
+        making = self.path + ".creating"
+        for leftover in (making, making + ".wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        con = duckdb.connect(making)
+        try:
+            self._state_tables(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(making + ".wal")
+        os.replace(making, self.path)
+
+    @staticmethod
+    def _state_tables(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.state (slot VARCHAR, end_lsn UBIGINT,"
+            " updated_at TIMESTAMPTZ)"
+        )
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (relation_id UBIGINT,"
+            " schema_name VARCHAR, table_name VARCHAR, info JSON)"
+        )
+
     def open(self) -> int | None:
         try:
+            if not os.path.exists(self.path):
+                self._create_file()
             self.con = duckdb.connect(self.path)
         except duckdb.Error as exc:
             raise ConfigError(
@@ -160,15 +191,7 @@ class DuckDBDestination:
         con.create_function(
             types.ARRAY_FUNCTION, types.parse_array, ["VARCHAR"], "VARCHAR[]", side_effects=False
         )
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.state (slot VARCHAR, end_lsn UBIGINT,"
-            " updated_at TIMESTAMPTZ)"
-        )
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.tables (relation_id UBIGINT,"
-            " schema_name VARCHAR, table_name VARCHAR, info JSON)"
-        )
+        self._state_tables(con)
         for (info,) in con.execute(f"SELECT info FROM {STATE_SCHEMA}.tables").fetchall():
             table = _info_of(str(info))
             self.known[table.relation_id] = table
@@ -327,14 +350,18 @@ class DuckDBDestination:
             self._commit()
 
     def change(self, change: Change) -> None:
-        if isinstance(change, Insert | Update | Delete):
-            pending = self._pending(change.table)
-            if isinstance(change, Insert):
-                self._insert(pending, change.new)
-            elif isinstance(change, Update):
-                self._update(pending, change.old, change.new)
+        kind = type(change)
+        if kind is Insert or kind is Update or kind is Delete:
+            table = change.table  # type: ignore[union-attr]
+            pending = self.pending.get(table.relation_id)
+            if pending is None or pending.table is not table:
+                pending = self._pending(table)
+            if kind is Insert:
+                self._insert(pending, change.new)  # type: ignore[union-attr]
+            elif kind is Update:
+                self._update(pending, change.old, change.new)  # type: ignore[union-attr]
             else:
-                self._delete(pending, change.old)
+                self._delete(pending, change.old)  # type: ignore[union-attr, arg-type]
             pending.events += 1
             self.pending_events += 1
             if self.pending_events >= self.batch_rows:
@@ -376,7 +403,8 @@ class DuckDBDestination:
         if p.key_index:
             key = self._key(p, new)
             p.latest[key] = new
-            p.origin.pop(key, None)
+            if p.origin:
+                p.origin.pop(key, None)
         else:
             p.inserts[new] += 1
 
@@ -405,7 +433,7 @@ class DuckDBDestination:
         if before != key:
             p.latest[before] = None
             p.origin.pop(before, None)
-        if UNCHANGED_TOAST not in new:
+        if p.origin and UNCHANGED_TOAST not in new:
             p.origin.pop(key, None)
         p.latest[key] = new
 
@@ -413,7 +441,8 @@ class DuckDBDestination:
         if p.key_index:
             key = self._key(p, old)
             p.latest[key] = None
-            p.origin.pop(key, None)
+            if p.origin:
+                p.origin.pop(key, None)
         elif p.inserts[old] > 0:  # a row inserted in this batch: the multiset is the same
             p.inserts[old] -= 1
             if not p.inserts[old]:
