@@ -339,3 +339,27 @@ def test_drop_table_with_the_extension_upstream(pair: Pair, tmp_path: Path) -> N
             " WHERE table_schema = 'public' ORDER BY 1"
         ).fetchall()
     assert names == [("public.kept",)]
+
+
+def test_errors_are_one_line_naming_the_way_out(plain_upstream: Node, tmp_path: Path) -> None:
+    up = plain_upstream
+    database = tmp_path / "errors.duckdb"
+    done = subprocess.run(
+        _command(up, database, "--until-caught-up"),
+        env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "pg-follower duckdb: the upstream has no publication 'pub': create it there"
+        " (CREATE PUBLICATION pub FOR TABLE ...) or name another"
+    )
+    up.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    up.execute("CREATE PUBLICATION pub FOR TABLE t")
+    catch_up(up, database)
+    done = subprocess.run(
+        _command(up, database, "--until-caught-up", "--slot", "pgf_other"),
+        env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "follows slot 'pgf_duckdb_" in last and "pass --slot pgf_duckdb_" in last, last
