@@ -263,25 +263,27 @@ class DuckDBDestination:
             loading: Future[int] | None = None
             part: IO[bytes] | None = None
             try:
-                for chunk in snapshot.copy_chunks("csv"):  # a row per chunk
-                    if part is None:
-                        part = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by _load)
-                            "wb", dir=directory, prefix=".pgf-backfill-", suffix=".csv",
-                            delete=False,
-                        )  # fmt: skip
-                    part.write(chunk)
-                    if part.tell() >= PART_BYTES:
-                        part.close()
-                        if loading is not None:
-                            count += loading.result()
-                        loading = loader.submit(self._load_part, table, part.name)
-                        part = None
-                if part is not None:
+                chunks = snapshot.copy_chunks("csv")  # a row per chunk
+                while True:
+                    descriptor, name = tempfile.mkstemp(".csv", ".pgf-backfill-", directory)
+                    part = os.fdopen(descriptor, "wb", buffering=1 << 20)
+                    write, size = part.write, 0
+                    for chunk in chunks:
+                        write(chunk)
+                        size += len(chunk)
+                        if size >= PART_BYTES:
+                            break
                     part.close()
+                    part = None
                     if loading is not None:
                         count += loading.result()
-                    loading = loader.submit(self._load_part, table, part.name)
-                    part = None
+                        loading = None
+                    if size == 0:
+                        os.unlink(name)
+                        break
+                    loading = loader.submit(self._load_part, table, name)
+                    if size < PART_BYTES:
+                        break
                 if loading is not None:
                     count += loading.result()
             finally:
@@ -299,9 +301,17 @@ class DuckDBDestination:
                 " delim=',', quote='\"', escape='\"', nullstr='', allow_quoted_nulls=false,"
                 " auto_detect=false)"
             )
+            started = time.monotonic()
             self._warn_nan(table, source)
             loaded = self._sql(self._insert_sql(table, source, table.columns)).fetchone()
-            return int(loaded[0]) if loaded else 0
+            count = int(loaded[0]) if loaded else 0
+            logger.debug(
+                "%s: %d rows loaded in %.2f s",
+                table.qualified_name,
+                count,
+                time.monotonic() - started,
+            )
+            return count
         finally:
             os.unlink(path)
 
