@@ -363,3 +363,26 @@ def test_errors_are_one_line_naming_the_way_out(plain_upstream: Node, tmp_path: 
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert "follows slot 'pgf_duckdb_" in last and "pass --slot pgf_duckdb_" in last, last
+
+
+def test_python_api_backfill_in_many_parts(
+    plain_upstream: Node, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The README's Python use; the back-fill split into many files (each
+    loaded while the next is read), all in the one transaction."""
+    from pg_follower.destinations.duckdb import DuckDBDestination, destination
+    from pg_follower.pipeline import Pipeline
+    from pg_follower.source.postgres import PostgresSource
+
+    up = plain_upstream
+    up.execute("CREATE TABLE parts (id int PRIMARY KEY, body text)")
+    up.execute("INSERT INTO parts SELECT g, repeat('x', g % 50) FROM generate_series(1, 5000) g")
+    up.execute("CREATE PUBLICATION pub FOR TABLE parts")
+    monkeypatch.setattr(destination, "PART_BYTES", 4096)
+    database = tmp_path / "api.duckdb"
+    copy = DuckDBDestination(str(database), slot="api")
+    source = PostgresSource(up.dsn, slot="api", publication="pub")
+    Pipeline(source, copy, snapshot=True, own_slot=True, until_caught_up=True).run()
+    assert copy.rows_loaded == 5000
+    assert duck_rows(database, "parts") == up_rows(up, "parts")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pgf-backfill-")]
