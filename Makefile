@@ -69,4 +69,4 @@ lint:
 	$(VENV)/bin/mypy
 
 test: bootstrap lint
-	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -ra -n 2 --dist loadfile $(PYTEST_ARGS)

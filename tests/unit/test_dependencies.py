@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # distribution -> the module it provides, where they differ
 MODULES = {"prometheus-client": "prometheus_client", "pyyaml": "yaml"}
 # tools run as commands, not imported
-TOOLS = {"ruff", "mypy"}
+TOOLS = {"ruff", "mypy", "pytest-xdist"}  # pytest-xdist: a plugin, loaded by pytest
 
 
 def _name(requirement: str) -> str:

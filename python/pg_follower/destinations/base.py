@@ -95,7 +95,8 @@ class Destination(Protocol):
         ...
 
     def flush(self) -> None:
-        """Make everything committed so far durable now."""
+        """Make everything committed so far durable now (called between
+        transactions only)."""
         ...
 
     def durable_lsn(self) -> int | None:
@@ -103,4 +104,7 @@ class Destination(Protocol):
         crash: the upstream may forget everything before it."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """The end; a transaction begun and not committed is dropped (the
+        stream sends it again)."""
+        ...

@@ -1,4 +1,4 @@
-"""The ``pg-follower`` command line: worker, status, stream, demo, bench."""
+"""The ``pg-follower`` command line: worker, status, stream, duckdb, demo, bench."""
 
 from __future__ import annotations
 
@@ -106,6 +106,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plot_path=args.plot,
         worker_path=args.bench_worker_path,
         oltp_rate=args.oltp_rate,
+    )
+
+
+def cmd_duckdb(args: argparse.Namespace) -> int:
+    from pg_follower.ops import daemon
+    from pg_follower.ops.duckdb_copy import run_duckdb
+
+    daemon.configure_logging(args.log_level)
+    return run_duckdb(
+        args.upstream,
+        args.database,
+        publication=args.publication,
+        slot=args.slot,
+        until_caught_up=args.until_caught_up,
     )
 
 
@@ -294,6 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3600.0, help="seconds to wait for the apply"
     )
     memory.set_defaults(func=cmd_bench_memory)
+
+    duck = sub.add_parser(
+        "duckdb",
+        help="keep an embedded DuckDB file a copy of the published tables",
+        description="Back-fills the DuckDB file from a slot's snapshot, then applies the"
+        " upstream's changes in batches, exactly once across restarts. Tables are"
+        " schema.table as upstream; the upstream needs only wal_level = logical and a"
+        " publication.",
+    )
+    duck.add_argument("--upstream", required=True, metavar="CONNINFO", help="the upstream")
+    duck.add_argument("--database", required=True, metavar="FILE", help="the DuckDB file")
+    duck.add_argument(
+        "--publication",
+        help="the upstream publication to copy (default: pg_follower_py's, if there)",
+    )
+    duck.add_argument(
+        "--slot",
+        help="the upstream slot (default: pgf_duckdb_ and a hash of the file's absolute path)",
+    )
+    duck.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once everything the upstream had committed at the start is in the file",
+    )
+    duck.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    duck.set_defaults(func=cmd_duckdb)
 
     drop = sub.add_parser("drop-slot", help=argparse.SUPPRESS)
     drop.add_argument("--slot", required=True)

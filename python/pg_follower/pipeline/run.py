@@ -101,9 +101,9 @@ class Pipeline:
             self.confirmed_lsn = start.lsn
             target = self._upstream_end() if self.until_caught_up else None
             source.start(start.lsn)
-            self._stream(start.lsn, target)
-            destination.flush()
-            self._feedback(idle_end=None)
+            if self._stream(start.lsn, target):
+                destination.flush()  # between transactions only
+                self._feedback(idle_end=None)
         finally:
             source.close()
             destination.close()
@@ -112,7 +112,9 @@ class Pipeline:
         end = self.source._scalar("SELECT pg_catalog.pg_current_wal_lsn()::text")
         return decode.str_to_lsn(str(end))
 
-    def _stream(self, position: int, target: int | None) -> None:
+    def _stream(self, position: int, target: int | None) -> bool:
+        """Hand over transactions until stopped or past ``target``; whether it
+        ended between two transactions (else one is begun, not committed)."""
         assert self.source.replication is not None
         connection = self.source.replication
         destination = self.destination
@@ -123,15 +125,16 @@ class Pipeline:
         idle_end: int | None = None  # upstream WAL end while nothing is in flight
         last_feedback = 0.0
         while not self._stop.is_set():
-            buf = connection.read(timeout=0.0 if dirty else IDLE_WAIT)
+            between = txn is None and not skipping
+            buf = connection.read(timeout=0.0 if dirty and between else IDLE_WAIT)
             if buf is None:
-                if dirty:
+                if dirty and between:
                     destination.flush()
                     dirty = False
                     self._feedback(idle_end)
                     last_feedback = time.monotonic()
-                if target is not None and txn is None and self._passed(target, idle_end):
-                    return
+                if target is not None and between and self._passed(target, idle_end):
+                    return True
             else:
                 frame = decode.parse_copy_data(buf)
                 if isinstance(frame, decode.Keepalive):
@@ -170,7 +173,7 @@ class Pipeline:
             if time.monotonic() - last_feedback >= FEEDBACK_INTERVAL:
                 self._feedback(idle_end)
                 last_feedback = time.monotonic()
-        return
+        return txn is None and not skipping
 
     def _passed(self, target: int, idle_end: int | None) -> bool:
         """Whether everything the upstream had at the start is handed over and durable."""

@@ -37,7 +37,50 @@ def _failed(entry: dict[str, Any], system: str) -> bool:
     return system in entry.get("errors", {})
 
 
+def _lines(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)])
+
+    return [line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
+
+
+SECTION_HEADERS = ["size", "seconds", "per second", "target /s"]
+
+
+def format_section(section: str, results: list[dict[str, Any]]) -> list[str]:
+    """Workloads with no native counterpart (the DuckDB destination's)."""
+    rows = []
+    for e in results:
+        size = _figure(e, "ours", "count") or e["size"]
+        if _failed(e, "ours"):
+            figures = ["failed", "failed"]
+        else:
+            figures = [
+                _num(_figure(e, "ours", "seconds")),
+                _num(_figure(e, "ours", "rate_per_second") and round(e["ours"]["rate_per_second"])),
+            ]
+        target = _figure(e, "ours", "target_per_second")
+        rows.append([e["workload"], f"{size:,} {e['unit']}", *figures, _num(target)])
+    return _lines([section, *SECTION_HEADERS], rows)
+
+
 def format_table(results: list[dict[str, Any]]) -> str:
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for e in results:
+        if e.get("section"):
+            sections.setdefault(e["section"], []).append(e)
+    compared = [e for e in results if not e.get("section")]
+    out = _compared_table(compared) if compared else []
+    for section, entries in sections.items():
+        out += ([""] if out else []) + format_section(section, entries)
+    notes = format_notes(results)
+    return "\n".join(out + (["", *notes] if notes else []))
+
+
+def _compared_table(results: list[dict[str, Any]]) -> list[str]:
     rows = []
     for e in results:
         size = _figure(e, "ours", "count") or _figure(e, "native", "count") or e["size"]
@@ -49,16 +92,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
                 cells.append("failed" if _failed(e, system) else text)
         cells.append(_num(e["ratio"], 2))
         rows.append(cells)
-    widths = [max(len(str(r[i])) for r in [HEADERS, *rows]) for i in range(len(HEADERS))]
-
-    def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)])
-
-    out = [line(HEADERS), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows]
-    notes = format_notes(results)
-    return "\n".join(out + (["", *notes] if notes else []))
+    return _lines(HEADERS, rows)
 
 
 def format_notes(results: list[dict[str, Any]]) -> list[str]:
@@ -170,7 +204,7 @@ def write_plot(path: str, results: list[dict[str, Any]], options: Options) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    compared = [e for e in results if e.get("native") or e.get("ours")]
+    compared = [e for e in results if (e.get("native") or e.get("ours")) and not e.get("section")]
     oltp = next((e for e in results if e["workload"] == "oltp-rate"), None)
     panels = 2 if oltp else 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 3 + 0.55 * len(compared) + 3 * (panels - 1)))

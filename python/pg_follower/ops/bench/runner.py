@@ -244,6 +244,8 @@ def run_suite(options: Options, log: Any = print) -> list[dict[str, Any]]:
             "unit": workload.unit,
             "size": planned_size(workload, options),
         }
+        if workload.section:
+            entry["section"] = workload.section
         for system_name in SYSTEMS:
             system_runs = runs.get(system_name)
             if system_runs:

@@ -31,6 +31,7 @@ class Workload:
     measure: Callable[[Run], Figures] | None = None
     measures_copy: bool = False  # measure() starts the system itself
     standalone: Callable[[Options, int], Figures] | None = None  # ours only, own clusters
+    section: str | None = None  # printed in a table of its own (no native counterpart)
 
     def size(self, scale: float) -> int:
         return max(1, round(self.full_size * scale))
@@ -204,6 +205,19 @@ def _memory_standalone(options: Options, rows: int) -> Figures:
     }
 
 
+# -- the DuckDB destination: its own table -----------------------------------------
+def _duckdb_backfill(options: Options, rows: int) -> Figures:
+    from pg_follower.ops.bench.duckdb_copy import backfill_standalone
+
+    return backfill_standalone(options, rows)
+
+
+def _duckdb_cdc(options: Options, events: int) -> Figures:
+    from pg_follower.ops.bench.duckdb_copy import cdc_standalone
+
+    return cdc_standalone(options, events)
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -273,6 +287,23 @@ WORKLOADS: dict[str, Workload] = {
             "rows",
             MEMORY_FULL_ROWS,
             standalone=_memory_standalone,
+        ),
+        Workload(
+            "duckdb-backfill",
+            "pg-follower duckdb: back-fill of an N-row table into a new DuckDB file",
+            "rows",
+            5_000_000,
+            standalone=_duckdb_backfill,
+            section="duckdb",
+        ),
+        Workload(
+            "duckdb-cdc",
+            "pg-follower duckdb: N row events (40% INSERT, 40% UPDATE, 20% DELETE, 10,000"
+            " a transaction) applied after a back-fill of N rows",
+            "row events",
+            1_000_000,
+            standalone=_duckdb_cdc,
+            section="duckdb",
         ),
     )
 }
