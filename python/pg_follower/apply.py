@@ -551,7 +551,8 @@ class PostgresApplier:
             # Moving past a skipped transaction forgets the request in the
             # same downstream commit.
             self._skip_requested = False
-            self._reset_role()  # a write of the worker's own
+            self._flush_pending()  # the pipeline idle, for a write of the worker's own
+            self._reset_role()
             self.conn.execute(
                 "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
             )
