@@ -140,6 +140,20 @@ def _burst(dsn: str, transactions: int) -> str:
     return str(row[0])
 
 
+def _update_burst(dsn: str, transactions: int) -> None:
+    """Small transactions that UPDATE a few rows again and again, one ledger
+    entry each: grouped, their UPDATEs wait and are coalesced downstream."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(transactions):
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE items SET v = v + 1, note = 'updated'"
+                    " WHERE id = (SELECT min(id) + %s FROM items)",
+                    [i % 7],
+                )
+                conn.execute("INSERT INTO ledger VALUES (%s, 1)", [-next(_BURST_IDS)])
+
+
 def _worker_writing(pair: Pair) -> bool:
     """Does an apply session of the worker hold a transaction with writes?"""
     rows = pair.down.rows(
@@ -264,6 +278,13 @@ def test_random_faults_while_streaming(
         kill_worker()
         burst.join(60)
 
+    def kill_worker_in_grouped_updates() -> None:
+        burst = threading.Thread(target=_update_burst, args=(pair.up.dsn, 2000), daemon=True)
+        burst.start()
+        wait_until(lambda: _worker_writing(pair), 30, "the worker to apply a group")
+        kill_worker()
+        burst.join(60)
+
     def kill_worker_in_a_set_based_apply() -> None:
         workload.big_update_now.set()
         wait_until(lambda: _worker_writing(pair), 30, "the worker to apply the big UPDATE")
@@ -289,6 +310,7 @@ def test_random_faults_while_streaming(
         "restart downstream (immediate)": restart_downstream,
         "stop downstream (immediate) right after a burst": crash_downstream_after_a_burst,
         "SIGKILL worker inside a grouped apply": kill_worker_in_a_group,
+        "SIGKILL worker inside grouped, coalesced UPDATEs": kill_worker_in_grouped_updates,
         "SIGKILL worker inside a set-based apply": kill_worker_in_a_set_based_apply,
         "restart upstream (fast)": restart_upstream,
         "terminate walsender": terminate_walsender,

@@ -43,7 +43,7 @@ QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
 # Apply one big streamed transaction at a time while it runs upstream.
 PARALLEL_STREAMING = True
 FLUSH_CHECK_INTERVAL = 0.1  # how often a busy applier reads back its durable position
-GROUP_WAIT = 0.001  # a group of transactions waits this long for one more
+GROUP_WAIT = 0.005  # a group of transactions waits this long for one more
 
 
 @dataclass(frozen=True, slots=True)

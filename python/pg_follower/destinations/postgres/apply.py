@@ -26,7 +26,14 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from pg_follower import INTERNAL_SCHEMA, MESSAGE_PREFIX
-from pg_follower.destinations.postgres.apply_runs import RowRuns, RunShape, Statement, set_statement
+from pg_follower.destinations.postgres.apply_runs import (
+    SET_MAX_BYTES,
+    SET_MAX_ROWS,
+    RowRuns,
+    RunShape,
+    Statement,
+    set_statement,
+)
 from pg_follower.errors import ApplyError, ProtocolError, first_line
 from pg_follower.server.ddl import FORMAT_VERSION as DDL_FORMAT_VERSION
 from pg_follower.server.ddl import (
@@ -48,6 +55,7 @@ from pg_follower.source.decode import (
     Message,
     Origin,
     Relation,
+    Row,
     RowRun,
     Truncate,
     Type,
@@ -68,6 +76,12 @@ COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays boun
 GROUP_MAX_COMMITS = 1000
 GROUP_MAX_CHANGES = 100_000
 GROUP_MAX_SECONDS = 0.2
+# Plain UPDATEs of one table wait (coalesced by key) for a flush point, up to
+# this many rows or bytes of values (then they go, and coalescing starts over).
+DEFER_MAX_ROWS = SET_MAX_ROWS
+DEFER_MAX_BYTES = SET_MAX_BYTES
+_SET_ROLE = "SELECT pg_catalog.set_config('role', %s, true)"
+_ORIGIN_XACT = "SELECT pg_catalog.pg_replication_origin_xact_setup(%s, %s)"
 
 Value = bytes | BinaryValue | object | None
 
@@ -210,6 +224,26 @@ class Target:
     runs: dict[tuple[Any, ...], RunShape | None] = field(default_factory=dict)
     plain_update: RunShape | None = None
     plain_delete: RunShape | None = None
+    # Whether plain UPDATEs may wait and be coalesced (``DeferredUpdates``):
+    # a plain table, nothing run per row that could see the order; None:
+    # not looked up yet (until DDL).
+    quiet: bool | None = None
+    key_columns: tuple[int, ...] = ()  # of the replica identity, in the tuple
+
+
+@dataclass(slots=True)
+class DeferredUpdates:
+    """Plain UPDATEs of one table (key unchanged, so no old tuple) not sent yet:
+    the latest tuple of each row, by key, in the order rows were first changed.
+
+    Several updates of one row become one, its last: a value left out as
+    unchanged TOAST is the one an earlier update of the group set, if any.
+    """
+
+    target: Target
+    rows: dict[object, Row] = field(default_factory=dict)
+    nbytes: int = 0
+    lsn: int | None = None  # commit LSN of the last transaction held back here
 
 
 @dataclass(slots=True)
@@ -281,6 +315,12 @@ class PostgresApplier:
         self._copy_target: Target | None = None
         self._statement = ""
         self._rows = RowRuns(conn, origin)  # UPDATEs and DELETEs on their way
+        # Plain UPDATEs held back until a flush point, by relation id. Off on
+        # the connection that applies a big transaction while open: nothing
+        # to coalesce there, and its rows go set-based anyway.
+        self.defer_updates = True
+        self._deferred: dict[int, DeferredUpdates] = {}
+        self._deferred_lsn: int | None = None  # of the UPDATEs held back being sent
         self._types: dict[int, TypeMatch] = {}
         self._worker_role = ""  # current_user of the session, read by setup()
         self._role: str | None = None  # the SET LOCAL ROLE in force, None: the worker's
@@ -448,6 +488,7 @@ class PostgresApplier:
         self._copy_bytes = 0
         self._copy_target = None
         self._rows.discard()
+        self._deferred.clear()
         self._in_transaction = False
         self._skipping = False
         self._pending = AppliedCounts()
@@ -471,6 +512,7 @@ class PostgresApplier:
             target.owner_known = False
             target.runs = {}
             target.plain_update = target.plain_delete = None
+            target.quiet = None
 
     def _apply_error(self, exc: psycopg.Error) -> ApplyError:
         begin = self._begin
@@ -522,7 +564,8 @@ class PostgresApplier:
             # Moving past a skipped transaction forgets the request in the
             # same downstream commit.
             self._skip_requested = False
-            self._reset_role()  # a write of the worker's own
+            self._flush_pending()  # the pipeline idle, for a write of the worker's own
+            self._reset_role()
             self.conn.execute(
                 "UPDATE pgfollower.subscription SET skip_lsn = NULL WHERE id = %s", [self.sub_id]
             )
@@ -556,15 +599,27 @@ class PostgresApplier:
         """Commit the downstream transaction with the last upstream commit's position."""
         last = self._group_last
         assert last is not None
-        self._flush_pending()
+        self._flush_copy()
+        self._flush_deferred()
+        self._rows.send_run()
         self._reset_role()  # the origin functions need the worker's rights
-        # Origin position and COMMIT in one round trip (simple query protocol).
         self._statement = "SELECT pg_replication_origin_xact_setup(...); COMMIT"
         lsn = lsn_to_str(last.end_lsn)
         at = pg_timestamp_to_datetime(last.commit_ts).isoformat()
-        self.conn.execute(
-            f"SELECT pg_catalog.pg_replication_origin_xact_setup('{lsn}', '{at}'); COMMIT".encode()
-        )
+        pipeline = self._rows.pipeline
+        if pipeline.open:
+            # Behind the statements still in flight; COMMIT only once each is
+            # known to have touched its rows.
+            st = Statement(_ORIGIN_XACT, "COMMIT", "", self._run_lsn(), None)
+            pipeline.send(st, [lsn, at])
+            pipeline.close()
+            self.conn.execute(b"COMMIT")
+        else:
+            # Origin position and COMMIT in one round trip (simple query protocol).
+            self.conn.execute(
+                f"SELECT pg_catalog.pg_replication_origin_xact_setup('{lsn}', '{at}');"
+                " COMMIT".encode()
+            )
         self._role = None
         self._statement = ""
         self.committed_commits = self._group_commits
@@ -585,12 +640,14 @@ class PostgresApplier:
     # -- relations ---------------------------------------------------------------
     def _on_relation(self, m: Relation) -> None:
         namespace = m.namespace or "pg_catalog"
+        self._flush_deferred(m.relation_id)  # held back in the shape it had
         self.targets[m.relation_id] = Target(
             relation=m,
             table=sql.Identifier(namespace, m.name),
             skip=namespace == INTERNAL_SCHEMA,
             statements={},
             ddl_queue=namespace == INTERNAL_SCHEMA and m.name == DDL_QUEUE,
+            key_columns=tuple(i for i, c in enumerate(m.columns) if c.is_key),
         )
 
     def _target(self, relation_id: int) -> Target:
@@ -615,12 +672,109 @@ class PostgresApplier:
         self._buffer_rows(target, [line], len(line))
 
     def _flush_pending(self) -> None:
-        """Apply every buffered change: before any other kind, DDL, TRUNCATE, COMMIT.
+        """Apply every buffered change: before DDL, TRUNCATE, a message, COMMIT.
 
-        At most one of the two buffers holds rows: each kind flushes the other first.
+        A table's changes keep their order: an insert sends what is held back
+        or in the pipeline first, and any other change sends the COPY run
+        first (COPY itself waits for the pipeline); the UPDATEs held back
+        (``_deferred``) are never on the COPY run's table.
         """
-        self._rows.flush()
         self._flush_copy()
+        self._flush_deferred()
+        self._rows.flush()
+
+    def _flush_deferred(self, relation_id: int | None = None) -> None:
+        """Send the UPDATEs held back for one relation (None: for all) into the
+        statement pipeline, before any other change to it."""
+        if not self._deferred:
+            return
+        if relation_id is None:
+            pending = list(self._deferred.values())
+            self._deferred.clear()
+        else:
+            one = self._deferred.pop(relation_id, None)
+            if one is None:
+                return
+            pending = [one]
+        for deferred in pending:
+            target = deferred.target
+            rel_id = target.relation.relation_id
+            self._run_as_owner(target)
+            # Statements carry the last transaction held back: a failure of
+            # them in a group has the transactions up to it retried one by one.
+            self._deferred_lsn = lsn = deferred.lsn
+            add = self._rows.add_plain
+            try:
+                for row in deferred.rows.values():
+                    plain = target.plain_update
+                    if plain is None or not add(plain, lsn, row):
+                        self._apply_update(target, Update(None, rel_id, None, None, row))
+            finally:
+                self._deferred_lsn = None
+
+    def _may_defer(self, target: Target) -> bool:
+        """Whether ``target``'s plain UPDATEs may wait for a flush point (and be
+        coalesced): nothing downstream sees the order of its changes against
+        other tables' (no trigger or rule fires under session_replication_role
+        = replica, foreign keys included, unless ENABLE ALWAYS or REPLICA), and
+        the transaction is not being retried row by row."""
+        if not self.defer_updates or self._rows.row_by_row(self._run_lsn()):
+            return False
+        quiet = target.quiet
+        if quiet is None:
+            quiet = target.quiet = self._is_quiet(target)
+        return quiet
+
+    def _is_quiet(self, target: Target) -> bool:
+        if not target.key_columns:
+            return False
+        self._rows.flush()  # the pipeline must be idle to read the catalog
+        rel = target.relation
+        row = self.conn.execute(
+            "SELECT c.relkind = 'r'"
+            " AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid"
+            "                  AND t.tgenabled IN ('A', 'R'))"
+            " AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid"
+            "                  AND r.ev_enabled IN ('A', 'R'))"
+            " FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            [rel.namespace or "pg_catalog", rel.name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _defer(self, target: Target, row: Row) -> bool:
+        """Hold back a plain UPDATE of ``target`` (``_may_defer``), coalesced with
+        the ones held back for the same row; False (nothing done) when its key
+        is not all text values."""
+        keys = target.key_columns
+        key: object
+        if len(keys) == 1:
+            key = row[keys[0]]
+            if type(key) is not bytes:
+                return False
+        else:
+            parts = tuple(row[i] for i in keys)
+            if not all(type(k) is bytes for k in parts):
+                return False
+            key = parts
+        relation_id = target.relation.relation_id
+        deferred = self._deferred.get(relation_id)
+        if deferred is None:
+            if self._copy_target is target:
+                self._flush_copy()  # rows inserted before are there first
+            deferred = self._deferred[relation_id] = DeferredUpdates(target)
+        rows = deferred.rows
+        before = rows.get(key)
+        if before is not None and UNCHANGED_TOAST in row:
+            # Not sent: unchanged by this update, so the earlier one's value.
+            row = tuple(b if v is UNCHANGED_TOAST else v for v, b in zip(row, before, strict=True))
+        rows[key] = row
+        deferred.lsn = self._begin.final_lsn if self._begin else None
+        deferred.nbytes += sum(len(v) for v in row if type(v) is bytes)
+        if len(rows) >= DEFER_MAX_ROWS or deferred.nbytes >= DEFER_MAX_BYTES:
+            self._flush_deferred(relation_id)
+        return True
 
     def _on_insert_run(self, m: InsertRun) -> None:
         target = self._target(m.relation_id)
@@ -631,12 +785,14 @@ class PostgresApplier:
     def _buffer_rows(self, target: Target, lines: list[bytes], nbytes: int) -> None:
         """Inserted rows (COPY lines) into the run for ``target``, flushed when full."""
         if self._copy_target is not target:
-            self._flush_pending()
+            self._flush_copy()
+            self._flush_deferred(target.relation.relation_id)
+            self._rows.flush()
             self._copy_target = target
         self._copy_rows.extend(lines)
         self._copy_bytes += nbytes
         if len(self._copy_rows) >= COPY_BATCH_ROWS or self._copy_bytes >= COPY_BATCH_BYTES:
-            self._flush_pending()
+            self._flush_copy()
 
     def _flush_copy(self) -> None:
         target = self._copy_target
@@ -644,6 +800,7 @@ class PostgresApplier:
         if target is None or not rows:
             self._copy_target = None
             return
+        self._rows.flush()  # COPY cannot run in a pipeline: what went before is done
         if not target.copy_sql:
             columns = sql.SQL(", ").join(sql.Identifier(c.name) for c in target.relation.columns)
             target.copy_sql = self._render(
@@ -666,6 +823,14 @@ class PostgresApplier:
             return
         rows, deleting, relation_id = m.rows, m.deleting, m.relation_id
         i, n = 0, len(rows)
+        if not deleting and self._may_defer(target):
+            defer = self._defer
+            while i < n and defer(target, rows[i]):
+                i += 1
+            self._pending.updated += i
+            if i == n:
+                return
+        self._flush_deferred(relation_id)
         while i < n:
             plain = target.plain_delete if deleting else target.plain_update
             if plain is not None:
@@ -693,6 +858,12 @@ class PostgresApplier:
         if target.skip:
             return
         self._pending.updated += 1
+        if m.old_kind is None and self._may_defer(target) and self._defer(target, m.new):
+            return
+        self._flush_deferred(m.relation_id)
+        self._apply_update(target, m)
+
+    def _apply_update(self, target: Target, m: Update) -> None:
         self._flush_copy()
         self._run_as_owner(target)
         # The common shape (no old tuple; TOASTed values left out are not
@@ -755,6 +926,7 @@ class PostgresApplier:
         if target.skip:
             return
         self._pending.deleted += 1
+        self._flush_deferred(m.relation_id)
         self._flush_copy()
         self._run_as_owner(target)
         plain = target.plain_delete
@@ -1060,6 +1232,8 @@ class PostgresApplier:
         self._rows.one(st, params)
 
     def _run_lsn(self) -> int | None:
+        if self._deferred_lsn is not None:
+            return self._deferred_lsn
         return self._begin.final_lsn if self._begin else None
 
     def _add_to_run(self, shape: RunShape, params: Sequence[str | None]) -> bool:
@@ -1172,10 +1346,12 @@ class PostgresApplier:
         """SET LOCAL ROLE to ``role`` (None: back to the worker's), if not in force."""
         if role == self._role:
             return
-        self._rows.flush()  # what is buffered runs as the role it was buffered under
-        self.conn.execute(
-            "SELECT pg_catalog.set_config('role', %s, true)", [role if role else "none"]
-        )
+        self._rows.send_run()  # what is buffered runs as the role it was buffered under
+        param = [role if role else "none"]
+        if self._rows.pipeline.open:
+            self._rows.pipeline.send(Statement(_SET_ROLE, "SET", "", self._run_lsn(), None), param)
+        else:
+            self.conn.execute(_SET_ROLE, param)
         self._role = role
 
     def _reset_role(self) -> None:
@@ -1326,6 +1502,7 @@ class PostgresApplier:
 
     def _on_message(self, m: LogicalMessage) -> None:
         """Never executed: any upstream role can emit a logical message."""
+        self._flush_pending()
         prefix = m.prefix or ""
         if prefix != MESSAGE_PREFIX and not prefix.startswith(MESSAGE_PREFIX + "."):
             return

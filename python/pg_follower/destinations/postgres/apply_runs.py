@@ -137,7 +137,7 @@ class StatementPipeline:
         self.failed: Statement | None = None  # the statement behind the last error
         self._stack: contextlib.ExitStack | None = None
         self._pipeline: psycopg.Pipeline | None = None
-        self._sent: list[tuple[psycopg.Cursor[Any] | None, Statement]] = []
+        self._sent: list[tuple[psycopg.Cursor[Any], Statement]] = []
 
     @property
     def open(self) -> bool:
@@ -157,7 +157,7 @@ class StatementPipeline:
         except psycopg.Error as exc:
             self._blame(exc, st)
             raise
-        self._sent.append((cursor if st.rows is not None else None, st))
+        self._sent.append((cursor, st))
         if len(self._sent) >= PIPELINE_MAX:
             self.sync()
 
@@ -170,24 +170,30 @@ class StatementPipeline:
         except psycopg.Error as exc:
             self._blame(exc, None)
             raise
+        self._check()
+
+    def _check(self) -> None:
+        """Each statement sent touched the rows it must (all have their results)."""
         sent, self._sent = self._sent, []
         for cursor, st in sent:
-            if cursor is not None and cursor.rowcount != st.rows:
+            if st.rows is not None and cursor.rowcount != st.rows:
                 self.failed = st
                 if st.set_based:
                     _mark_row_by_row(self.origin, st.lsn)
                 raise _mismatch(st, cursor.rowcount)
 
     def close(self) -> None:
-        """Sync, then leave pipeline mode: the connection is free for anything."""
-        self.sync()
+        """Leave pipeline mode, with every result in and checked: the connection
+        is free for anything. One round trip: leaving syncs."""
         stack, self._stack, self._pipeline = self._stack, None, None
-        if stack is not None:
-            try:
-                stack.close()
-            except psycopg.Error as exc:
-                self._blame(exc, None)
-                raise
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except psycopg.Error as exc:
+            self._blame(exc, None)
+            raise
+        self._check()
 
     def discard(self) -> None:
         """Leave pipeline mode after a failure, whatever the connection's state."""
@@ -202,7 +208,7 @@ class StatementPipeline:
         """Find the statement that failed: the first without a result."""
         self.failed = None
         for cursor, st in self._sent:
-            if cursor is not None and cursor.pgresult is None:
+            if cursor.pgresult is None:
                 self.failed = st
                 break
         else:
@@ -309,6 +315,11 @@ class RowRuns:
         """Send everything, wait for it, check it: a flush point."""
         self._end_run()
         self.pipeline.close()
+
+    def send_run(self) -> None:
+        """Send the run gathered so far, without waiting: what comes next
+        (another role, the commit) goes after it in the same pipeline."""
+        self._end_run()
 
     def discard(self) -> None:
         self._run = None

@@ -172,6 +172,7 @@ class ParallelStream:
             applier = self._applier = PostgresApplier(
                 self._connect(), self.main.origin, self.main.sub_id, self.main.counts
             )
+            applier.defer_updates = False  # one transaction, set-based runs already
             applier.prepare_session()
         self.main.set_lock_timeout(MAIN_LOCK_TIMEOUT)
         self.xid = xid
