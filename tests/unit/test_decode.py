@@ -24,6 +24,7 @@ from pg_follower.source.decode import (
     Message,
     Origin,
     Relation,
+    Row,
     StreamAbort,
     StreamCommit,
     StreamStart,
@@ -40,6 +41,7 @@ from pg_follower.source.decode import (
     row_change,
     standby_status_update,
     str_to_lsn,
+    text_change,
 )
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pgoutput"
@@ -573,3 +575,38 @@ MALFORMED = [
 def test_malformed_messages(raw: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         decode_message(raw)
+
+
+def _as_text(row: Row | None) -> tuple[object, ...] | None:
+    if row is None:
+        return None
+    return tuple(v.decode() if isinstance(v, bytes) else v for v in row)
+
+
+@pytest.mark.parametrize("name", PGOUTPUT_FIXTURES)
+def test_text_change_agrees_with_the_decoder(name: str) -> None:
+    """The pipeline's one-pass reading of Inserts, Updates and Deletes gives the
+    decoder's tuples, as text, for every row change outside a stream block."""
+    decoder = Decoder()
+    seen = 0
+    for item in load(name)["messages"]:
+        raw = bytes.fromhex(item["hex"])
+        in_stream = decoder.in_stream
+        msg = decoder.decode(raw)
+        if in_stream or raw[0] not in b"IUD":
+            continue
+        if any(isinstance(v, BinaryValue) for v in getattr(msg, "new", None) or ()):
+            continue
+        kind, relation_id, old, new = text_change(raw)
+        assert (kind, relation_id) == (raw[0], msg.relation_id)  # type: ignore[union-attr]
+        if isinstance(msg, Insert):
+            assert (old, new) == (None, _as_text(msg.new))
+        elif isinstance(msg, Update):
+            assert (old, new) == (_as_text(msg.old), _as_text(msg.new))
+        elif isinstance(msg, Delete):
+            assert (old, new) == (_as_text(msg.old), None)
+        seen += 1
+        with pytest.raises(ProtocolError):
+            text_change(raw[:-1])
+    if name == "update_delete":
+        assert seen >= 3

@@ -418,6 +418,71 @@ def _tuple(buf: bytes, pos: int) -> tuple[Row, int]:
     return tuple(values), pos
 
 
+def text_tuple(buf: bytes, pos: int) -> tuple[tuple[str | UnchangedToast | None, ...], int]:
+    """``_tuple`` for text-format values, decoded to ``str`` as they are read
+    (a source's consumers want text; one pass instead of two)."""
+    (count,) = _U16.unpack_from(buf, pos)
+    pos += 2
+    values: list[str | UnchangedToast | None] = []
+    append = values.append
+    unpack = _U32.unpack_from
+    for _ in range(count):
+        kind = buf[pos]
+        if kind == 0x74:  # 't'
+            (length,) = unpack(buf, pos + 1)
+            pos += 5
+            append(buf[pos : pos + length].decode())
+            pos += length
+        elif kind == 0x6E:  # 'n'
+            append(None)
+            pos += 1
+        elif kind == 0x75:  # 'u'
+            append(UNCHANGED_TOAST)
+            pos += 1
+        else:
+            raise ProtocolError(
+                f"tuple data kind {_show_byte(kind)} at offset {pos}: text expected"
+            )
+    if pos > len(buf):
+        raise ProtocolError(f"tuple data runs past the end of the message ({len(buf)} bytes)")
+    return tuple(values), pos
+
+
+TextRow: TypeAlias = tuple[str | UnchangedToast | None, ...]
+
+
+def text_change(buf: bytes) -> tuple[int, int, TextRow | None, TextRow | None]:
+    """An Insert, Update or Delete outside a stream block, with text values:
+    (kind byte, relation id, old tuple or None, new tuple or None)."""
+    try:
+        return _text_change(buf)
+    except (IndexError, struct.error) as exc:
+        raise ProtocolError(
+            f"pgoutput {_NAMES.get(buf[0], 'message')} of {len(buf)} bytes is cut short"
+        ) from exc
+
+
+def _text_change(buf: bytes) -> tuple[int, int, TextRow | None, TextRow | None]:
+    kind = buf[0]
+    (relation_id,) = _U32.unpack_from(buf, 1)
+    old: TextRow | None = None
+    new: TextRow | None = None
+    pos = 5
+    marker = buf[pos]
+    if kind != 0x49 and marker in (0x4B, 0x4F):  # 'K' key or 'O' old row
+        old, pos = text_tuple(buf, pos + 1)
+        marker = buf[pos] if pos < len(buf) else 0
+    if kind != 0x44:  # Insert and Update end with 'N' and the new tuple
+        if marker != 0x4E:
+            raise ProtocolError(
+                f"pgoutput {_NAMES[kind]}: {_show_byte(marker)} where 'N' was expected"
+            )
+        new, pos = text_tuple(buf, pos + 1)
+    elif old is None:
+        raise ProtocolError("pgoutput Delete without a key or old tuple")
+    return kind, relation_id, old, new
+
+
 _COPY_SPECIAL: Final = re.compile(rb"[\\\t\n\r]")
 _COPY_ESCAPES: Final = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
 _COPY_NULL: Final = b"\\N"
