@@ -35,6 +35,7 @@ DDL_QUEUE = "ddl_queue"
 _XLOGDATA = 0x77  # 'w'
 _HEAD = 1 + 8 + 8 + 8  # XLogData's kind, data start, WAL end, send time
 _ROW_CHANGES = frozenset(b"IUD")
+DRAIN = 1000  # messages handled between two looks at the clock
 _INSERT, _UPDATE = 0x49, 0x55
 
 
@@ -130,8 +131,8 @@ class Pipeline:
         last_feedback = 0.0
         while not self._stop.is_set():
             between = txn is None and not skipping
-            buf = connection.read(timeout=0.0 if dirty and between else IDLE_WAIT)
-            if buf is None:
+            first = connection.read(timeout=0.0 if dirty and between else IDLE_WAIT)
+            if first is None:
                 if dirty and between:
                     destination.flush()
                     dirty = False
@@ -139,44 +140,46 @@ class Pipeline:
                     last_feedback = time.monotonic()
                 if target is not None and between and self._passed(target, idle_end):
                     return True
-            elif buf[0] == _XLOGDATA and txn is not None and buf[_HEAD] in _ROW_CHANGES:
-                # the common case, read straight from the bytes
-                self._row_change(buf[_HEAD:])
-            else:
-                frame = decode.parse_copy_data(buf)
-                if isinstance(frame, decode.Keepalive):
-                    if txn is None and not skipping:
-                        idle_end = max(idle_end or 0, frame.wal_end)
-                    if frame.reply_requested:
-                        self._feedback(idle_end)
-                        last_feedback = time.monotonic()
+            # and everything else already received, without a wait per message
+            for buf in () if first is None else (first, *connection.read_buffered(DRAIN)):
+                if buf[0] == _XLOGDATA and txn is not None and buf[_HEAD] in _ROW_CHANGES:
+                    # the common case, read straight from the bytes
+                    self._row_change(buf[_HEAD:])
                 else:
-                    msg = decoder.decode(frame.payload)
-                    if isinstance(msg, decode.Begin):
-                        idle_end = None
-                        skipping = msg.final_lsn < position
-                        if not skipping:
-                            txn = Transaction(
-                                msg.xid,
-                                msg.final_lsn,
-                                decode.pg_timestamp_to_datetime(msg.commit_ts),
-                            )
-                            destination.begin(txn)
-                    elif isinstance(msg, decode.Commit):
-                        if txn is not None:
-                            done = Transaction(
-                                txn.xid, msg.commit_lsn, txn.commit_time, end_lsn=msg.end_lsn
-                            )
-                            destination.commit(done)
-                            self.committed_lsn = self.handed_lsn = msg.end_lsn
-                            self.transactions += 1
-                            dirty = True
-                        txn = None
-                        skipping = False
-                    elif isinstance(msg, decode.Relation):
-                        self.tables[msg.relation_id] = self.source.table_of(msg)
-                    elif txn is not None:
-                        self._change(msg)
+                    frame = decode.parse_copy_data(buf)
+                    if isinstance(frame, decode.Keepalive):
+                        if txn is None and not skipping:
+                            idle_end = max(idle_end or 0, frame.wal_end)
+                        if frame.reply_requested:
+                            self._feedback(idle_end)
+                            last_feedback = time.monotonic()
+                    else:
+                        msg = decoder.decode(frame.payload)
+                        if isinstance(msg, decode.Begin):
+                            idle_end = None
+                            skipping = msg.final_lsn < position
+                            if not skipping:
+                                txn = Transaction(
+                                    msg.xid,
+                                    msg.final_lsn,
+                                    decode.pg_timestamp_to_datetime(msg.commit_ts),
+                                )
+                                destination.begin(txn)
+                        elif isinstance(msg, decode.Commit):
+                            if txn is not None:
+                                done = Transaction(
+                                    txn.xid, msg.commit_lsn, txn.commit_time, end_lsn=msg.end_lsn
+                                )
+                                destination.commit(done)
+                                self.committed_lsn = self.handed_lsn = msg.end_lsn
+                                self.transactions += 1
+                                dirty = True
+                            txn = None
+                            skipping = False
+                        elif isinstance(msg, decode.Relation):
+                            self.tables[msg.relation_id] = self.source.table_of(msg)
+                        elif txn is not None:
+                            self._change(msg)
             if time.monotonic() - last_feedback >= FEEDBACK_INTERVAL:
                 self._feedback(idle_end)
                 last_feedback = time.monotonic()
