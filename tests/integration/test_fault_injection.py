@@ -22,7 +22,8 @@ import pytest
 
 from conftest import Pair, wait_until
 
-ROUNDS = int(os.environ.get("PG_FOLLOWER_FAULT_ROUNDS", "8"))  # every kind once
+# rounds of faults; at least one of each kind (the default)
+ROUNDS = int(os.environ.get("PG_FOLLOWER_FAULT_ROUNDS", "0"))
 
 SCHEMA = """
 CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, note text);
@@ -317,7 +318,7 @@ def test_random_faults_while_streaming(
     }
     names = list(faults)
     try:
-        for i in range(ROUNDS):
+        for i in range(max(ROUNDS, len(names))):
             # every kind at least once, then at random
             name = names[i] if i < len(names) else rng.choice(names)
             wait_until(lambda: workload.committed > 0, 30, "the workload")
