@@ -176,6 +176,15 @@ def _admin(cluster: Cluster) -> psycopg.Connection[Any]:
     return psycopg.connect(cluster.dsn("postgres"), autocommit=True)
 
 
+def _drop_slots(conn: psycopg.Connection[Any], dbname: str) -> None:
+    """Drop the replication slots of ``dbname`` (they would keep it from being dropped)."""
+    for (slot,) in conn.execute(
+        "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [dbname]
+    ).fetchall():
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+
+
 @contextlib.contextmanager
 def database_pair(clusters: tuple[Cluster, Cluster], version: str | None = None) -> Iterator[Pair]:
     """A fresh database on each cluster with pg_follower_py (``version``, else
@@ -197,11 +206,7 @@ def database_pair(clusters: tuple[Cluster, Cluster], version: str | None = None)
         up.close()
         down.close()
         with _admin(up_cluster) as conn:
-            for (slot,) in conn.execute(
-                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [dbname]
-            ).fetchall():
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            _drop_slots(conn, dbname)
         with _admin(down_cluster) as conn:
             # Origins are cluster-wide: drop this database's, so tests can
             # check the origin catalog starts empty.
@@ -237,9 +242,5 @@ def plain_upstream(clusters: tuple[Cluster, Cluster]) -> Iterator[Node]:
     finally:
         node.close()
         with _admin(up_cluster) as conn:
-            for (slot,) in conn.execute(
-                "SELECT slot_name FROM pg_replication_slots WHERE database = %s", [dbname]
-            ).fetchall():
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            _drop_slots(conn, dbname)
             conn.execute(f"DROP DATABASE {dbname} WITH (FORCE)")

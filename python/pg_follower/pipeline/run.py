@@ -24,7 +24,7 @@ from pg_follower import INTERNAL_SCHEMA
 from pg_follower.destinations.base import Destination
 from pg_follower.errors import ConfigError, ProtocolError
 from pg_follower.source import decode
-from pg_follower.source.changes import Delete, Insert, Row, TableInfo, Transaction, Truncate, Update
+from pg_follower.source.changes import Delete, Insert, TableInfo, Transaction, Truncate, Update
 from pg_follower.source.postgres import PostgresSource
 
 logger = logging.getLogger("pg_follower.pipeline")
@@ -37,11 +37,6 @@ _HEAD = 1 + 8 + 8 + 8  # XLogData's kind, data start, WAL end, send time
 _ROW_CHANGES = frozenset(b"IUD")
 DRAIN = 1000  # messages handled between two looks at the clock
 _INSERT, _UPDATE = 0x49, 0x55
-
-
-def _text(row: decode.Row) -> Row:
-    """pgoutput's text-format values as ``str`` (NULL and unchanged TOAST kept)."""
-    return tuple(v.decode() if type(v) is bytes else v for v in row)  # type: ignore[misc]
 
 
 class Pipeline:
@@ -104,7 +99,7 @@ class Pipeline:
                 destination.snapshot_done(start.created.consistent_point)
             self.committed_lsn = start.lsn
             self.confirmed_lsn = start.lsn
-            target = self._upstream_end() if self.until_caught_up else None
+            target = source.wal_end() if self.until_caught_up else None
             source.start(start.lsn)
             if self._stream(start.lsn, target):
                 destination.flush()  # between transactions only
@@ -112,10 +107,6 @@ class Pipeline:
         finally:
             source.close()
             destination.close()
-
-    def _upstream_end(self) -> int:
-        end = self.source._scalar("SELECT pg_catalog.pg_current_wal_lsn()::text")
-        return decode.str_to_lsn(str(end))
 
     def _stream(self, position: int, target: int | None) -> bool:
         """Hand over transactions until stopped or past ``target``; whether it
@@ -218,31 +209,14 @@ class Pipeline:
         self.changes += 1
 
     def _change(self, msg: decode.Message) -> None:
-        destination = self.destination
-        if isinstance(msg, decode.Insert):
-            table = self._table(msg.relation_id)
-            if table.schema == INTERNAL_SCHEMA:
-                if table.name == DDL_QUEUE:
-                    destination.change(self.source.ddl_of(_text(msg.new), table))
-                return
-            destination.change(Insert(table, _text(msg.new)))
-        elif isinstance(msg, decode.Update):
-            table = self._table(msg.relation_id)
-            if table.schema != INTERNAL_SCHEMA:
-                old = _text(msg.old) if msg.old is not None else None
-                destination.change(Update(table, old, _text(msg.new)))
-        elif isinstance(msg, decode.Delete):
-            table = self._table(msg.relation_id)
-            if table.schema != INTERNAL_SCHEMA:
-                destination.change(Delete(table, _text(msg.old)))
-        elif isinstance(msg, decode.Truncate):
+        """What is left once Inserts, Updates and Deletes went by ``_row_change``."""
+        if isinstance(msg, decode.Truncate):
             tables = tuple(self._table(r) for r in msg.relation_ids)
             tables = tuple(t for t in tables if t.schema != INTERNAL_SCHEMA)
             if tables:
-                destination.change(Truncate(tables, msg.cascade, msg.restart_identity))
-        else:
-            return  # Origin, Type, LogicalMessage: nothing for a destination
-        self.changes += 1
+                self.destination.change(Truncate(tables, msg.cascade, msg.restart_identity))
+                self.changes += 1
+        # Origin, Type, LogicalMessage: nothing for a destination
 
     def _feedback(self, idle_end: int | None) -> None:
         """Tell the upstream what the destination holds durably: the slot keeps the rest."""

@@ -161,6 +161,10 @@ class PostgresSource:
             )
         return SlotStart(max(position or 0, slot_lsn), None)
 
+    def wal_end(self) -> int:
+        """The upstream's WAL position now (what ``until_caught_up`` waits for)."""
+        return str_to_lsn(str(self._scalar("SELECT pg_catalog.pg_current_wal_lsn()::text")))
+
     def drop_slot(self) -> None:
         assert self.replication is not None
         self.replication.drop_slot(self.slot)
