@@ -1,8 +1,10 @@
-"""Big transactions: streamed by the upstream before they commit, spooled, applied whole.
+"""Big transactions: streamed by the upstream before they commit, applied whole.
 
 The upstream streams a transaction once it outgrows logical_decoding_work_mem;
 at 64kB (set for the test database, which its walsender obeys) a few
-thousand rows are enough.
+thousand rows are enough. The first streamed transaction at a time is applied
+while it is open (not spooled); others, and one whose apply while open
+fails, are spooled and applied at their commit.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ def spooled_bytes(directory: Path) -> int:
         return 0
 
 
+def applying_while_open(pair: Pair) -> bool:
+    """Whether the worker's second connection holds an open transaction that wrote rows."""
+    return bool(
+        pair.down.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'pg_follower worker' AND backend_xid IS NOT NULL"
+        )
+    )
+
+
 @pytest.fixture
 def session(pair: Pair) -> Iterator[psycopg.Connection[Any]]:
     """A second upstream connection, for a transaction left open."""
@@ -116,8 +128,9 @@ def test_aborted_big_transaction_leaves_nothing(
     pair.caught_up()
     spool = spool_dir(pair)
     session.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, %s) g", [ROWS])
-    # It is on the downstream's disk before the upstream even decides.
-    wait_until(lambda: spooled_bytes(spool) > 1_000_000, 60, "the transaction spooled")
+    # It is being applied downstream before the upstream even decides.
+    wait_until(lambda: applying_while_open(pair), 60, "the transaction applied while open")
+    assert pair.down.scalar("SELECT count(*) FROM big") == 0
     session.rollback()
     pair.up.execute("INSERT INTO big VALUES (0, 'after')")
     pair.caught_up(60)
@@ -231,7 +244,7 @@ def test_sigkill_while_streaming_after_confirming_past_it(
     spool = spool_dir(pair)
     session.execute("INSERT INTO events SELECT g, 'big ' || g FROM generate_series(1, 30000) g")
     streamed_to = pair.up.scalar("SELECT pg_current_wal_lsn()")
-    wait_until(lambda: spooled_bytes(spool) > 500_000, 60, "the open transaction spooled")
+    wait_until(lambda: applying_while_open(pair), 60, "the open transaction applied while open")
     # Others commit meanwhile: the slot moves past the open transaction's changes.
     pair.up.execute("INSERT INTO events VALUES (-1, 'small')")
     pair.caught_up(60)
@@ -246,7 +259,6 @@ def test_sigkill_while_streaming_after_confirming_past_it(
         f"the slot confirmed past {streamed_to}",
     )
     pair.kill_worker(signal.SIGKILL)
-    assert spooled_bytes(spool) > 0  # what the killed worker left behind
     session.execute("INSERT INTO events SELECT g, 'big ' || g FROM generate_series(30001, 40000) g")
     assert pair.down.scalar("SELECT start_follow_worker()") is not None
     session.execute("INSERT INTO events SELECT g, 'big ' || g FROM generate_series(40001, 50000) g")
@@ -272,14 +284,7 @@ def test_sigkill_while_a_streamed_transaction_is_applied(pair: Pair) -> None:
         "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, %s) g", [rows]
     )
     # The apply transaction has written rows (so has an xid) but not committed.
-    wait_until(
-        lambda: pair.down.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'pg_follower worker' AND backend_xid IS NOT NULL"
-        ),
-        120,
-        "the streamed transaction being applied",
-    )
+    wait_until(lambda: applying_while_open(pair), 120, "the streamed transaction being applied")
     pair.kill_worker(signal.SIGKILL)
     assert pair.down.scalar("SELECT count(*) FROM events") == 0
     assert pair.down.scalar("SELECT start_follow_worker()") is not None
@@ -316,3 +321,34 @@ def test_a_transaction_applied_while_open_commits_with_its_position(pair: Pair) 
     pair.caught_up(120)
     assert assert_same(pair, "big") == ROWS + 1
     assert pair.status()["state"] == "streaming"
+
+
+def test_a_failed_apply_while_open_is_sent_again_and_spooled(
+    pair: Pair, session: psycopg.Connection[Any]
+) -> None:
+    """A row only the downstream has makes the apply while open fail: the
+    worker starts over, the upstream sends the transaction again, and this
+    time it is spooled; applied at commit it fails the same way, as an apply
+    error, until the row goes; then it lands once, whole."""
+    stream_small_transactions(pair)
+    pair.follow()
+    pair.up.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
+    pair.caught_up()
+    pair.down.execute("INSERT INTO big VALUES (%s, 'only downstream')", [ROWS - 10])
+    spool = spool_dir(pair)
+    session.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, %s) g", [ROWS])
+    # Sent again while still open: spooled this time.
+    wait_until(lambda: spooled_bytes(spool) > 1_000_000, 120, "the transaction spooled")
+    session.execute(
+        "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(%s, %s) g",
+        [ROWS + 1, ROWS + 5_000],
+    )
+    session.commit()
+    wait_until(lambda: pair.status()["state"] == "error", 120, "the apply error")
+    assert "duplicate key" in pair.status()["last_error"]
+    assert pair.down.scalar("SELECT count(*) FROM big") == 1
+    pair.down.execute("DELETE FROM big")
+    pair.caught_up(180)
+    assert assert_same(pair, "big") == ROWS + 5_000
+    assert pair.status()["state"] == "streaming"
+    assert list(spool.iterdir()) == []

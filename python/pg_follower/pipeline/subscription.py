@@ -163,12 +163,15 @@ class SubscriptionRunner(threading.Thread):
                     # apply them one at a time, at once, to find out.
                     if exc.lsn:
                         self.ungroup_until = max(self.ungroup_until, str_to_lsn(exc.lsn))
-                    logger.info(
-                        "subscription %s: %s; applying the transactions up to %s one at a time",
-                        self.config.name,
-                        exc,
-                        exc.lsn,
-                    )
+                        logger.info(
+                            "subscription %s: %s; applying the transactions up to %s"
+                            " one at a time",
+                            self.config.name,
+                            exc,
+                            exc.lsn,
+                        )
+                    else:
+                        logger.info("subscription %s: %s", self.config.name, exc)
                     continue
                 self._record_error(str(exc), lsn=exc.lsn, statement=exc.statement)
             except (FollowerError, psycopg.Error, OSError) as exc:
@@ -433,17 +436,36 @@ class SubscriptionRunner(threading.Thread):
             self._applied(applier, applier.commit_pending(), progress, backoff)
         if isinstance(entry, StreamedChange):
             parallel.change(entry)
+            if entry.xid in parallel.abandoned:
+                raise self._send_again(entry.xid)
             return None, 0
         if isinstance(entry, StreamedAbort):
             parallel.abort(entry)
+            if entry.xid in parallel.abandoned:
+                raise self._send_again(entry.xid)
             return None, 0
         if isinstance(entry, SpooledTransaction):
             committed = parallel.finish(entry)
             if committed is None:
+                # Not spooled, and its changes are wanted (not applied before).
+                if not entry.complete and entry.commit.commit_lsn >= applier.position:
+                    raise self._send_again(entry.commit.xid)
                 committed = apply_spooled(entry, applier.apply, self.stop_event)
             return committed, 1
         committed = applier.apply(entry)
         return committed, applier.committed_commits
+
+    def _send_again(self, xid: int) -> ApplyError:
+        """Applying ``xid`` while open stopped, and it is not spooled: the
+        session starts over at once, and the upstream sends it again from its
+        first change, to the spool this time."""
+        self.no_parallel.add(xid)
+        error = ApplyError(
+            f"streamed transaction {xid}: applying it while it runs upstream stopped;"
+            " starting over with it spooled, to be applied at its commit"
+        )
+        error.retry_now = True
+        return error
 
     def _applied(
         self,

@@ -14,6 +14,13 @@ transaction (``apply_spooled``).
 The spool lives only as long as the replication session: the upstream sends
 an unfinished transaction again from its first change after a reconnection,
 so a new session starts with an empty directory.
+
+The one transaction applied while it is still open (``parallel_apply.py``)
+is not written at all (``start(..., spooled=False)``): writing every change
+of it cost the reader a sixth of its time. Its ``SpooledTransaction`` says
+``complete=False``; should it still be needed (applying it while open had
+to stop), the session starts over and the upstream sends it again, from its
+first change, to be spooled this time.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class _OpenTransaction:
 
     xid: int
     path: Path
+    spooled: bool = True  # False: its changes are not written (applied while open)
     size: int = 0
     # subxact xid -> offset of its first change; offsets grow in insertion order.
     subxacts: dict[int, int] = field(default_factory=dict)
@@ -85,9 +93,13 @@ class SpooledTransaction:
     commit: StreamCommit
     path: Path
     size: int
+    complete: bool = True  # False: not spooled, only applied while open upstream
 
     def records(self) -> Iterator[bytes]:
         """The spooled pgoutput messages, in the order they arrived."""
+        if not self.complete:
+            # Never half a transaction: the caller has the upstream send it again.
+            raise ProtocolError(f"streamed transaction {self.commit.xid} was not spooled")
         end = self.size
         with open(self.path, "rb", buffering=_BUFFER) as f:
             read = f.read
@@ -171,8 +183,12 @@ class Spool:
                 entry.unlink()
 
     # -- stream blocks ---------------------------------------------------------
-    def start(self, xid: int, first_segment: bool) -> None:
-        """Stream Start: the following changes belong to transaction ``xid``."""
+    def start(self, xid: int, first_segment: bool, spooled: bool = True) -> None:
+        """Stream Start: the following changes belong to transaction ``xid``.
+
+        ``spooled`` (taken at its first block) False: its changes are not
+        written, and ``write`` refuses them.
+        """
         if self._current is not None:
             raise ProtocolError(
                 f"Stream Start for xid {xid} inside the block of xid {self._current.xid}"
@@ -181,20 +197,24 @@ class Spool:
         if first_segment:
             if txn is not None:
                 raise ProtocolError(f"a second first Stream Start for xid {xid}")
-            txn = self._open[xid] = _OpenTransaction(xid, self.directory / f"{xid}.changes")
+            txn = _OpenTransaction(xid, self.directory / f"{xid}.changes", spooled)
+            self._open[xid] = txn
             txn.path.unlink(missing_ok=True)
         elif txn is None:
             # The upstream streams a transaction from its first change in
             # every session: we cannot have missed its beginning.
             raise ProtocolError(f"Stream Start continues xid {xid}, whose first block never came")
         self._current = txn
-        self._file = open(txn.path, "ab", buffering=_BUFFER)  # noqa: SIM115 (closed in stop)
+        if txn.spooled:
+            self._file = open(txn.path, "ab", buffering=_BUFFER)  # noqa: SIM115 (closed in stop)
 
     def write(self, subxid: int, payload: bytes) -> None:
         """Spool one change of the open block, made by (sub)transaction ``subxid``."""
         txn, f = self._current, self._file
-        if txn is None or f is None:
+        if txn is None:
             raise ProtocolError("a streamed change outside of a stream block")
+        if f is None:
+            raise ProtocolError(f"a change of streamed transaction {txn.xid}, which is not spooled")
         if subxid != txn.xid and subxid not in txn.subxacts:
             txn.subxacts[subxid] = txn.size
         f.write(_LENGTH.pack(len(payload)) + payload)
@@ -242,7 +262,7 @@ class Spool:
         txn = self._open.pop(m.xid, None)
         if txn is None:
             raise ProtocolError(f"Stream Commit for xid {m.xid}, which was never streamed")
-        return SpooledTransaction(commit=m, path=txn.path, size=txn.size)
+        return SpooledTransaction(commit=m, path=txn.path, size=txn.size, complete=txn.spooled)
 
     def close(self) -> None:
         """End of the session: delete everything, committed files and the directory too."""

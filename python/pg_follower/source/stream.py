@@ -433,11 +433,9 @@ class StreamReader(threading.Thread):
         if subxid is not None:
             xid = decoder.stream_xid
             assert xid is not None
-            # To disk, undecoded: what is applied at commit, or if applying
-            # it while open (parallel_xid) had to stop.
-            self.spool.write(subxid, payload)
             if xid == self.parallel_xid:
-                # Applied while open: to the applier now too.
+                # Applied while open, and not spooled (should that stop, the
+                # upstream sends it again): to the applier now.
                 kind = payload[0]
                 if kind == _INSERT:
                     self._insert(payload, True, xid, subxid)
@@ -454,6 +452,8 @@ class StreamReader(threading.Thread):
                     self._relation(change)
                     self._put(change, 0)
                 return
+            # To disk, undecoded, applied at its commit.
+            self.spool.write(subxid, payload)
             if payload[0] == _RELATION:
                 # A Relation also goes to the applier at once: its relation
                 # cache, like pgoutput's, is not transactional. The spooled
@@ -483,7 +483,9 @@ class StreamReader(threading.Thread):
                 and message.xid not in self.no_parallel
             ):
                 self.parallel_xid = message.xid
-            self.spool.start(message.xid, message.first_segment)
+            self.spool.start(
+                message.xid, message.first_segment, spooled=message.xid != self.parallel_xid
+            )
         elif isinstance(message, StreamStop):
             self.spool.stop()
         elif isinstance(message, StreamAbort):
