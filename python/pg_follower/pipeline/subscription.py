@@ -164,8 +164,7 @@ class SubscriptionRunner(threading.Thread):
                     if exc.lsn:
                         self.ungroup_until = max(self.ungroup_until, str_to_lsn(exc.lsn))
                         logger.info(
-                            "subscription %s: %s; applying the transactions up to %s"
-                            " one at a time",
+                            "subscription %s: %s; applying the transactions up to %s one at a time",
                             self.config.name,
                             exc,
                             exc.lsn,

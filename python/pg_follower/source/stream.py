@@ -306,10 +306,12 @@ class Inbox:
 
 _XLOGDATA_KIND = ord("w")
 _XLOGDATA_LSNS = struct.Struct("!QQ")
+_U32 = struct.Struct("!I")  # a streamed change's xid
 _XLOGDATA_HEAD = 1 + 8 + 8 + 8  # kind, data start, WAL end, send time
 _RELATION = ord("R")
 _INSERT = ord("I")
 _DELETE = ord("D")
+_UPDATE = ord("U")
 _UPDATE_DELETE = frozenset(b"UD")
 
 
@@ -373,8 +375,7 @@ class StreamReader(threading.Thread):
                     since = time.monotonic()
                 self._handle(buf)
                 # and what else came with it, without a call per message
-                for more in self.connection.read_buffered(DRAIN_MESSAGES):
-                    self._handle(more)
+                self._handle_many(self.connection.read_buffered(DRAIN_MESSAGES))
             elif pending:
                 self._flush_batch()
             if time.monotonic() - self._last_feedback >= FEEDBACK_INTERVAL:
@@ -422,6 +423,65 @@ class StreamReader(threading.Thread):
         assert isinstance(frame, XLogData)
         self._handle_wal(frame.data_start, frame.wal_end, frame.payload)
 
+    def _handle_many(self, bufs: list[bytes]) -> None:
+        """``_handle`` each of ``bufs``; a row change that goes on the run being
+        gathered is read here, inline (a bulk change is almost only those:
+        three calls less per row, a sixth of the reader's time)."""
+        progress, decoder = self.progress, self.decoder
+        unpack_lsns = _XLOGDATA_LSNS.unpack_from
+        for buf in bufs:
+            run = self._run
+            if run is None or buf[0] != _XLOGDATA_KIND or len(buf) <= _XLOGDATA_HEAD + 5:
+                self._handle(buf)
+                continue
+            # In the run's transaction? (_handle says what else it is)
+            xid, subxid = self._run_key
+            stream_xid = decoder.stream_xid
+            if stream_xid is None:
+                if xid is not None:
+                    self._handle(buf)
+                    continue
+            elif (
+                stream_xid != xid
+                or xid != self.parallel_xid
+                or _U32.unpack_from(buf, _XLOGDATA_HEAD + 1)[0] != subxid
+            ):
+                self._handle(buf)
+                continue
+            in_stream = stream_xid is not None
+            kind = buf[_XLOGDATA_HEAD]
+            if type(run) is InsertRun:
+                if kind != _INSERT:
+                    self._handle(buf)
+                    continue
+                relation_id, line = insert_copy_line(buf[_XLOGDATA_HEAD:], in_stream)
+                if relation_id != run.relation_id or len(run.lines) >= RUN_ROWS:
+                    self._handle(buf)
+                    continue
+                run.lines.append(line)
+                nbytes = len(line)
+            else:
+                assert isinstance(run, RowRun)
+                if kind != (_DELETE if run.deleting else _UPDATE):
+                    self._handle(buf)
+                    continue
+                payload = buf[_XLOGDATA_HEAD:]
+                change = row_change(payload, in_stream)
+                if change is None or change[0] != run.relation_id or len(run.rows) >= RUN_ROWS:
+                    self._handle(buf)
+                    continue
+                run.rows.append(change[1])
+                nbytes = len(payload)
+            data_start, wal_end = unpack_lsns(buf, 1)
+            if wal_end > progress.received_lsn or data_start > progress.received_lsn:
+                progress.received_lsn = max(progress.received_lsn, wal_end, data_start)
+            if wal_end > progress.upstream_lsn:
+                progress.upstream_lsn = wal_end
+            run.nbytes += nbytes
+            self._batch_bytes += nbytes
+            if self._batch_bytes >= BATCH_BYTES:
+                self._flush_batch()
+
     def _handle_wal(self, data_start: int, wal_end: int, payload: bytes) -> None:
         progress = self.progress
         if wal_end > progress.received_lsn or data_start > progress.received_lsn:
@@ -429,7 +489,7 @@ class StreamReader(threading.Thread):
         if wal_end > progress.upstream_lsn:
             progress.upstream_lsn = wal_end
         decoder = self.decoder
-        subxid = decoder.stream_change_xid(payload)
+        subxid = None if decoder.stream_xid is None else decoder.stream_change_xid(payload)
         if subxid is not None:
             xid = decoder.stream_xid
             assert xid is not None
@@ -521,9 +581,10 @@ class StreamReader(threading.Thread):
         relation_id, line = insert_copy_line(payload, in_stream)
         run = self._run
         if (
-            not isinstance(run, InsertRun)
+            type(run) is not InsertRun
             or run.relation_id != relation_id
-            or self._run_key != (xid, subxid)
+            or self._run_key[1] != subxid
+            or self._run_key[0] != xid
             or len(run.lines) >= RUN_ROWS
         ):
             if relation_id in self._internal:
@@ -535,7 +596,12 @@ class StreamReader(threading.Thread):
             run = self._run = InsertRun(relation_id, [], 0)
             self._run_key = (xid, subxid)
         run.lines.append(line)
-        self._added_to_run(run, len(line))
+        # _added_to_run, inline: this runs once per inserted row
+        nbytes = len(line)
+        run.nbytes += nbytes
+        self._batch_bytes += nbytes
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush_batch()
 
     def _row_change(
         self, payload: bytes, in_stream: bool, xid: int | None, subxid: int | None
