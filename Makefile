@@ -49,6 +49,7 @@ extension/%.sql: extension/sql/%.sql
 install: install-python
 .PHONY: install-python
 install-python:
+	@test -n '$(PSYCOPG_VERSION)' || { echo "make install: $(PYTHON) cannot import psycopg; pass PYTHON=<the virtualenv's python> (scripts/bootstrap.sh makes .venv)" >&2; exit 1; }
 	rm -rf '$(DESTDIR)$(SERVER_PYDIR)' build  # setuptools' build/ keeps moved modules
 	$(PYTHON) -m pip install --quiet --no-deps --root-user-action=ignore \
 		--disable-pip-version-check --target '$(DESTDIR)$(SERVER_PYDIR)' \
