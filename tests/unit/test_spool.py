@@ -247,3 +247,28 @@ def test_inbox_is_bounded_by_items_and_bytes() -> None:
         inbox.get()
     with pytest.raises(queue.Empty):
         inbox.get(timeout=0)
+
+
+def test_a_transaction_not_spooled_is_never_read_as_if_it_were(spool: Spool) -> None:
+    """The one applied while open is not written: its commit says so, and
+    reading its changes fails rather than giving an empty transaction."""
+    xid = 1200
+    spool.start(xid, True, spooled=False)
+    with pytest.raises(ProtocolError, match="not spooled"):
+        spool.write(xid, change(xid, "x"))
+    spool.stop()
+    spool.start(xid, False)  # later blocks keep the first block's choice
+    spool.stop()
+    spool.abort(xid, xid + 1)  # a subtransaction's rollback: nothing to cut
+    txn = spool.commit(commit_of(xid, 0x7000))
+    assert not txn.complete and txn.size == 0 and not txn.path.exists()
+    with pytest.raises(ProtocolError, match="was not spooled"):
+        list(txn.messages())
+    applied: list[Message] = []
+
+    def apply(message: Message) -> None:
+        applied.append(message)
+
+    apply_spooled(txn, apply, threading.Event(), with_changes=False)
+    assert [type(m) for m in applied] == [Begin, Commit]
+    assert isinstance(applied[0], Begin) and applied[0].final_lsn == 0x7000

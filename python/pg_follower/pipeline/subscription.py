@@ -446,10 +446,13 @@ class SubscriptionRunner(threading.Thread):
         if isinstance(entry, SpooledTransaction):
             committed = parallel.finish(entry)
             if committed is None:
-                # Not spooled, and its changes are wanted (not applied before).
+                # Not spooled: it is sent again unless applied before (below
+                # the position, so the applier skips it by its Begin).
                 if not entry.complete and entry.commit.commit_lsn >= applier.position:
                     raise self._send_again(entry.commit.xid)
-                committed = apply_spooled(entry, applier.apply, self.stop_event)
+                committed = apply_spooled(
+                    entry, applier.apply, self.stop_event, with_changes=entry.complete
+                )
             return committed, 1
         committed = applier.apply(entry)
         return committed, applier.committed_commits

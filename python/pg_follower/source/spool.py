@@ -115,14 +115,16 @@ class SpooledTransaction:
                 pos += 4 + length
                 yield payload
 
-    def messages(self) -> Iterator[Message]:
-        """The transaction as the applier takes it: Begin, the changes, Commit."""
+    def messages(self, with_changes: bool = True) -> Iterator[Message]:
+        """The transaction as the applier takes it: Begin, the changes, Commit
+        (without the changes: for one the applier is known to skip)."""
         c = self.commit
         # A Begin's final_lsn is the commit record's LSN: the applier skips a
         # transaction below its recorded position by it, streamed or not.
         yield Begin(final_lsn=c.commit_lsn, commit_ts=c.commit_ts, xid=c.xid)
-        for payload in self.records():
-            yield decode_message(payload, in_stream=True)
+        if with_changes:
+            for payload in self.records():
+                yield decode_message(payload, in_stream=True)
         yield Commit(
             flags=c.flags, commit_lsn=c.commit_lsn, end_lsn=c.end_lsn, commit_ts=c.commit_ts
         )
@@ -135,17 +137,19 @@ def apply_spooled(
     txn: SpooledTransaction,
     apply: Callable[[Message], Commit | None],
     stop: threading.Event,
+    with_changes: bool = True,
 ) -> Commit | None:
     """Apply a spooled transaction through ``apply``; its Commit, or None if stopped first.
 
     Reads one message at a time: memory does not grow with the transaction.
+    ``with_changes`` False: its Begin and Commit only, for one applied before.
     """
     logger.info(
         "applying streamed transaction %d (%.1f MB spooled)", txn.commit.xid, txn.size / 1e6
     )
     committed: Commit | None = None
     try:
-        for message in txn.messages():
+        for message in txn.messages(with_changes):
             if stop.is_set():
                 return None  # the caller rolls back what was applied so far
             committed = apply(message)
