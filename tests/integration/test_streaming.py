@@ -334,11 +334,17 @@ def test_a_failed_apply_while_open_is_sent_again_and_spooled(
     pair.follow()
     pair.up.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
     pair.caught_up()
-    pair.down.execute("INSERT INTO big VALUES (%s, 'only downstream')", [ROWS - 10])
+    # Early in the rows: in the first COPY batch the apply while open sends
+    # (the last rows of an open transaction may wait for its next change).
+    pair.down.execute("INSERT INTO big VALUES (10, 'only downstream')")
     spool = spool_dir(pair)
     session.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, %s) g", [ROWS])
     # Sent again while still open: spooled this time.
-    wait_until(lambda: spooled_bytes(spool) > 1_000_000, 120, "the transaction spooled")
+    wait_until(
+        lambda: spooled_bytes(spool) > 1_000_000,
+        120,
+        lambda: f"the transaction spooled ({spooled_bytes(spool)} bytes; {pair.status()})",
+    )
     session.execute(
         "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(%s, %s) g",
         [ROWS + 1, ROWS + 5_000],
