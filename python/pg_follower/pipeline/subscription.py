@@ -409,10 +409,8 @@ class SubscriptionRunner(threading.Thread):
             # Beside the transaction applied while open (perhaps a lock wait
             # between the two connections): start over at once with it left
             # to the spool.
-            self.no_parallel.add(parallel.xid)
             error = exc if isinstance(exc, ApplyError) else ApplyError(first_line(exc))
-            error.retry_now = True
-            raise error from exc
+            raise self._send_again(parallel.xid, error) from exc
         finally:
             stop.set()
             reader.join(timeout=5)
@@ -457,15 +455,16 @@ class SubscriptionRunner(threading.Thread):
         committed = applier.apply(entry)
         return committed, applier.committed_commits
 
-    def _send_again(self, xid: int) -> ApplyError:
-        """Applying ``xid`` while open stopped, and it is not spooled: the
-        session starts over at once, and the upstream sends it again from its
-        first change, to the spool this time."""
+    def _send_again(self, xid: int, error: ApplyError | None = None) -> ApplyError:
+        """Applying ``xid`` while open stopped (or ``error`` happened beside
+        it), and it is not spooled: the session starts over at once, and the
+        upstream sends it again from its first change, to the spool this time."""
         self.no_parallel.add(xid)
-        error = ApplyError(
-            f"streamed transaction {xid}: applying it while it runs upstream stopped;"
-            " starting over with it spooled, to be applied at its commit"
-        )
+        if error is None:
+            error = ApplyError(
+                f"streamed transaction {xid}: applying it while it runs upstream stopped;"
+                " starting over with it spooled, to be applied at its commit"
+            )
         error.retry_now = True
         return error
 

@@ -472,6 +472,7 @@ class StreamReader(threading.Thread):
                     continue
                 run.rows.append(change[1])
                 nbytes = len(payload)
+            # as _handle_wal does, inline
             data_start, wal_end = unpack_lsns(buf, 1)
             if wal_end > progress.received_lsn or data_start > progress.received_lsn:
                 progress.received_lsn = max(progress.received_lsn, wal_end, data_start)
