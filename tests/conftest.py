@@ -95,8 +95,12 @@ class Pair:
         self.up = up
         self.down = down
 
-    def follow(self, name: str = "default", copy_data: bool = False) -> None:
-        self.down.execute("SELECT start_follow(%s, %s, %s)", [self.up.dsn, name, copy_data])
+    def follow(
+        self, name: str = "default", copy_data: bool = False, upstream: str | None = None
+    ) -> None:
+        """start_follow from the upstream (``upstream``: another conninfo for it)."""
+        conninfo = upstream or self.up.dsn
+        self.down.execute("SELECT start_follow(%s, %s, %s)", [conninfo, name, copy_data])
         wait_until(
             lambda: (
                 self.down.scalar("SELECT state FROM follow_status WHERE name = %s", [name])

@@ -101,7 +101,9 @@ def _wait_applied_atomically(pair: Pair, table: str, final: int) -> None:
 def test_big_transaction_with_inserts_updates_deletes(pair: Pair, streamed: bool) -> None:
     if streamed:
         stream_small_transactions(pair)
-    pair.follow()
+        pair.follow()
+    else:  # a limit set in the conninfo is the walsender's, not ours
+        pair.follow(upstream=f"{pair.up.dsn} options='-c logical_decoding_work_mem=64MB'")
     pair.up.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
     pair.caught_up()
     with pair.up.conn.transaction():
@@ -117,6 +119,17 @@ def test_big_transaction_with_inserts_updates_deletes(pair: Pair, streamed: bool
     assert assert_same(pair, "big") == final
     assert (streamed_transactions(pair) > 0) == streamed
     assert list(spool_dir(pair).iterdir()) == []
+
+
+def test_a_10mb_transaction_is_streamed_by_default(pair: Pair) -> None:
+    """Our walsender streams past 8MB (STREAMING_WORK_MEM_KB), not the default 64MB."""
+    pair.follow()
+    pair.up.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
+    pair.caught_up()
+    pair.up.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
+    _wait_applied_atomically(pair, "big", 60_000)
+    assert assert_same(pair, "big") == 60_000
+    assert streamed_transactions(pair) == 1
 
 
 def test_aborted_big_transaction_leaves_nothing(
