@@ -50,7 +50,7 @@ class Group:
     def _new_applier(self) -> PostgresApplier:
         applier = PostgresApplier(self.conn, self.origin)
         applier.setup()
-        applier.more_waiting = lambda: True
+        applier.more_waiting = lambda wait: True
         return applier
 
     def restart(self, group_after: int) -> None:

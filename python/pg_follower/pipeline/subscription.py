@@ -43,7 +43,6 @@ QUEUE_BYTES = 32 << 20  # and at most about this much of their pgoutput payload
 # Apply one big streamed transaction at a time while it runs upstream.
 PARALLEL_STREAMING = True
 FLUSH_CHECK_INTERVAL = 0.1  # how often a busy applier reads back its durable position
-GROUP_WAIT = 0.005  # a group of transactions waits this long for one more
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,9 +364,8 @@ class SubscriptionRunner(threading.Thread):
             self.status.state = "streaming"
         reader.start()
         left = 0  # of the batch being applied
-        # A moment's wait for more makes groups larger under a steady stream
-        # of small transactions (fewer round trips) and costs little lag.
-        applier.more_waiting = lambda: left > 0 or inbox.wait(GROUP_WAIT)
+        # What the applier may wait for to make a group larger (apply.GROUP_WAIT).
+        applier.more_waiting = lambda wait: left > 0 or inbox.wait(wait)
         # Right after an apply error, its predecessors commit one by one, so
         # it alone is left failing.
         applier.group_after = self.ungroup_until

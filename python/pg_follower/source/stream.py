@@ -265,6 +265,9 @@ DRAIN_MESSAGES = 1000  # messages read at once before feedback is considered
 # the socket) and handed over so, not one wake-up of the reader and of the
 # applier per message, which costs more CPU than applying it.
 BATCH_LINGER = 0.002
+# ... but only on a busy stream: a batch whose first message comes this long
+# after the last hand-over goes at once (light traffic is applied at once).
+QUIET_GAP = 0.01
 
 
 class Inbox:
@@ -367,6 +370,7 @@ class StreamReader(threading.Thread):
         # queue hand-over (lock, wake-up) for many rows instead of one each.
         self._batch: Batch = []
         self._batch_bytes = 0
+        self._handed_over = 0.0  # when the last batch went
         # rows of one kind and relation not yet in the batch, and their (xid, subxid)
         self._run: InsertRun | RowRun | None = None
         self._run_key: tuple[int | None, int | None] = (None, None)
@@ -385,7 +389,7 @@ class StreamReader(threading.Thread):
         while not self.stop_event.is_set():
             # Nothing more after the linger: hand over the batch before waiting.
             pending = bool(self._batch) or self._run is not None
-            if pending:
+            if pending and since - self._handed_over < QUIET_GAP:
                 linger = since + BATCH_LINGER - time.monotonic()
                 if linger > 0:
                     time.sleep(linger)
@@ -683,6 +687,7 @@ class StreamReader(threading.Thread):
         if not batch:
             return
         self._batch, self._batch_bytes = [], 0
+        self._handed_over = time.monotonic()
         # A bounded queue keeps memory flat; while it is full we still talk
         # to the upstream so it does not time us out.
         while not self.stop_event.is_set():

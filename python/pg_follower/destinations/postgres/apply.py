@@ -76,6 +76,12 @@ COPY_BATCH_BYTES = 8 << 20  # wide rows: flush by size too, so memory stays boun
 GROUP_MAX_COMMITS = 1000
 GROUP_MAX_CHANGES = 100_000
 GROUP_MAX_SECONDS = 0.2
+# While the upstream commits faster than one transaction per GROUP_BUSY_GAP_US
+# (by its commit times), a group waits up to GROUP_WAIT seconds for one more:
+# larger groups, fewer downstream commits. A transaction after a pause is
+# committed at once, without that wait (no added lag under light traffic).
+GROUP_WAIT = 0.005
+GROUP_BUSY_GAP_US = 1000
 # Plain UPDATEs of one table wait (coalesced by key) for a flush point, up to
 # this many rows or bytes of values (then they go, and coalescing starts over).
 DEFER_MAX_ROWS = SET_MAX_ROWS
@@ -299,7 +305,9 @@ class PostgresApplier:
         self.targets: dict[int, Target] = {}
         self.position: int = 0  # end LSN of the last upstream transaction applied
         # Grouping: upstream transactions applied but not yet committed downstream.
-        self.more_waiting: Callable[[], bool] = lambda: False  # more is queued already
+        # whether more is queued, or comes within the given seconds
+        self.more_waiting: Callable[[float], bool] = lambda wait: False
+        self._last_commit_ts = 0  # the upstream commit time of the last transaction seen
         self.group_after = 0  # no grouping up to this commit LSN (the last failing one)
         self.committed_commits = 0  # upstream transactions in the last downstream commit
         self._group_commits = 0
@@ -550,6 +558,8 @@ class PostgresApplier:
 
     def _on_commit(self, m: Commit) -> None:
         self._in_transaction = False
+        busy = m.commit_ts - self._last_commit_ts < GROUP_BUSY_GAP_US
+        self._last_commit_ts = m.commit_ts
         if not self._skipping:
             self._pending.transactions += 1
         if self._skipping:
@@ -575,19 +585,19 @@ class PostgresApplier:
         self._group_commits += 1
         self._group_last = m
         self.position = m.end_lsn
-        if not self._group_goes_on():
+        if not self._group_goes_on(GROUP_WAIT if busy else 0.0):
             self._commit_group()
 
-    def _group_goes_on(self) -> bool:
+    def _group_goes_on(self, wait: float) -> bool:
         """Whether the next queued upstream transaction joins this downstream one.
 
-        Only when more is waiting already (never to wait for traffic), within
+        Only when more is waiting already or within ``wait`` seconds, within
         bounds, and not right after an apply error (that transaction's
         predecessors commit on their own, so it alone is left failing).
         """
         begin = self._begin
         return (
-            self.more_waiting()
+            self.more_waiting(wait)
             and begin is not None
             and begin.final_lsn > self.group_after
             and self._group_commits < GROUP_MAX_COMMITS
