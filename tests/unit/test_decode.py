@@ -33,7 +33,9 @@ from pg_follower.source.decode import (
     Type,
     Update,
     XLogData,
+    copy_escape,
     decode_message,
+    insert_copy_line,
     lsn_to_str,
     parse_copy_data,
     pg_timestamp_now,
@@ -214,8 +216,33 @@ def test_row_change_shortcut_agrees_with_the_decoder(name: str) -> None:
         else:
             assert got is None
         assert row_change(raw[:-1], in_stream) is None  # truncated: the decoder reports it
+        # read in place, after an XLogData header
+        assert row_change(FRAME + raw, in_stream, len(FRAME)) == got
     if name == "update_delete":
         assert seen == 2
+
+
+# An XLogData header whose LSNs hold each byte COPY's text format escapes.
+FRAME = b"w" + b"\t\n\r\\\x00\x01\x02" + b"\x00" * 16
+
+
+@pytest.mark.parametrize("name", PGOUTPUT_FIXTURES)
+def test_insert_copy_line_is_the_decoded_row_in_copy_text(name: str) -> None:
+    """Every inserted row of text values, as COPY's text format reads it back,
+    read from the message alone or in place after an XLogData header."""
+    decoder = Decoder()
+    for item in load(name)["messages"]:
+        raw = bytes.fromhex(item["hex"])
+        in_stream = decoder.in_stream
+        msg = decoder.decode(raw)
+        if not isinstance(msg, Insert) or not all(
+            v is None or isinstance(v, bytes) for v in msg.new
+        ):
+            continue
+        fields = [b"\\N" if v is None else copy_escape(v) for v in msg.new]
+        expected = (msg.relation_id, b"\t".join(fields) + b"\n")
+        assert insert_copy_line(raw, in_stream) == expected
+        assert insert_copy_line(FRAME + raw, in_stream, len(FRAME)) == expected
 
 
 def test_replica_identity_full_sends_whole_old_rows() -> None:

@@ -516,14 +516,14 @@ def _copy_field(value: Value) -> bytes:
     return copy_escape(value)
 
 
-def row_change(buf: bytes, in_stream: bool) -> tuple[int, Row] | None:
-    """A 'U' message with no old tuple or a 'D' message by key: its relation
-    and its one tuple. None for any other shape, or a malformed message
-    (which ``decode_message`` then reports)."""
-    pos = 5 if in_stream else 1
+def row_change(buf: bytes, in_stream: bool, start: int = 0) -> tuple[int, Row] | None:
+    """A 'U' message with no old tuple or a 'D' message by key (from ``start``
+    to the end of ``buf``): its relation and its one tuple. None for any other
+    shape, or a malformed message (which ``decode_message`` then reports)."""
+    pos = start + (5 if in_stream else 1)
     try:
         (relation_id,) = _U32.unpack_from(buf, pos)
-        if buf[pos + 4] != (_NEW_TUPLE if buf[0] == _UPDATE else _KEY_TUPLE):
+        if buf[pos + 4] != (_NEW_TUPLE if buf[start] == _UPDATE else _KEY_TUPLE):
             return None
         row, end = _tuple(buf, pos + 5)
     except (struct.error, IndexError, ProtocolError):
@@ -536,14 +536,16 @@ _NEW_TUPLE: Final = ord("N")
 _KEY_TUPLE: Final = ord("K")
 
 
-def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
+def insert_copy_line(buf: bytes, in_stream: bool, start: int = 0) -> tuple[int, bytes]:
     """An 'I' message's relation and its new row as one line of COPY's text format.
 
-    The same checks as ``decode_message``; NULLs become ``\\N``, special
-    characters are escaped. Raises ProtocolError for what COPY cannot take
-    (binary values) or a malformed message.
+    The message runs from ``start`` (so a caller need not copy it out of an
+    XLogData frame) to the end of ``buf``. The same checks as
+    ``decode_message``; NULLs become ``\\N``, special characters are escaped.
+    Raises ProtocolError for what COPY cannot take (binary values) or a
+    malformed message.
     """
-    pos = 5 if in_stream else 1
+    pos = start + (5 if in_stream else 1)
     try:
         relation_id, new, count = _INSERT_HEAD.unpack_from(buf, pos)
         if new != b"N":
@@ -569,7 +571,7 @@ def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
                 )
     except (struct.error, IndexError) as exc:
         raise ProtocolError(
-            f"pgoutput Insert message is truncated or malformed ({len(buf)} bytes): {exc}"
+            f"pgoutput Insert message is truncated or malformed ({len(buf) - start} bytes): {exc}"
         ) from exc
     if pos != len(buf):
         raise ProtocolError(
@@ -578,7 +580,9 @@ def insert_copy_line(buf: bytes, in_stream: bool) -> tuple[int, bytes]:
         )
     # No special byte anywhere in the message (its binary lengths included:
     # a false alarm only costs the careful path) means none in the values.
-    if special or (_COPY_SPECIAL.search(buf) is not None and _COPY_SPECIAL.search(b"".join(parts))):
+    if special or (
+        _COPY_SPECIAL.search(buf, start) is not None and _COPY_SPECIAL.search(b"".join(parts))
+    ):
         parts = [p if p is _COPY_NULL else copy_escape(p) for p in parts]
     return relation_id, b"\t".join(parts) + b"\n"
 

@@ -448,64 +448,103 @@ class StreamReader(threading.Thread):
         self._handle_wal(frame.data_start, frame.wal_end, frame.payload)
 
     def _handle_many(self, bufs: list[bytes]) -> None:
-        """``_handle`` each of ``bufs``; a row change that goes on the run being
-        gathered is read here, inline (a bulk change is almost only those:
-        three calls less per row, a sixth of the reader's time)."""
-        progress, decoder = self.progress, self.decoder
-        unpack_lsns = _XLOGDATA_LSNS.unpack_from
-        for buf in bufs:
-            run = self._run
-            if run is None or buf[0] != _XLOGDATA_KIND or len(buf) <= _XLOGDATA_HEAD + 5:
-                self._handle(buf)
-                continue
-            # In the run's transaction? (_handle says what else it is)
-            xid, subxid = self._run_key
-            stream_xid = decoder.stream_xid
-            if stream_xid is None:
-                if xid is not None:
-                    self._handle(buf)
-                    continue
-            elif (
-                stream_xid != xid
-                or xid != self.parallel_xid
-                or _U32.unpack_from(buf, _XLOGDATA_HEAD + 1)[0] != subxid
-            ):
-                self._handle(buf)
-                continue
-            in_stream = stream_xid is not None
-            kind = buf[_XLOGDATA_HEAD]
-            if type(run) is InsertRun:
-                if kind != _INSERT:
-                    self._handle(buf)
-                    continue
-                relation_id, line = insert_copy_line(buf[_XLOGDATA_HEAD:], in_stream)
-                if relation_id != run.relation_id or len(run.lines) >= RUN_ROWS:
-                    self._handle(buf)
-                    continue
-                run.lines.append(line)
-                nbytes = len(line)
-            else:
-                assert isinstance(run, RowRun)
-                if kind != (_DELETE if run.deleting else _UPDATE):
-                    self._handle(buf)
-                    continue
-                payload = buf[_XLOGDATA_HEAD:]
-                change = row_change(payload, in_stream)
-                if change is None or change[0] != run.relation_id or len(run.rows) >= RUN_ROWS:
-                    self._handle(buf)
-                    continue
-                run.rows.append(change[1])
-                nbytes = len(payload)
-            # as _handle_wal does, inline
-            data_start, wal_end = unpack_lsns(buf, 1)
+        """``_handle`` each of ``bufs``; row changes that go on the run being
+        gathered are read by ``_continue_run``, in a loop of their own (a bulk
+        change is almost only those)."""
+        i, n = 0, len(bufs)
+        while i < n:
+            if self._run is not None:
+                i = self._continue_run(bufs, i)
+                if i == n:
+                    break
+            self._handle(bufs[i])
+            i += 1
+
+    def _continue_run(self, bufs: list[bytes], i: int) -> int:
+        """Add to the run the row changes from ``bufs[i]`` on that continue it;
+        the index of the first that does not (left to ``_handle``).
+
+        What the run's transaction, relation and kind are cannot change in
+        here, so it is checked against values read once: a change continues
+        the run if it is an XLogData of the same kind, in the same (streamed)
+        subtransaction, on the same relation, with room in the run.
+        """
+        run = self._run
+        assert run is not None
+        xid, subxid = self._run_key
+        stream_xid = self.decoder.stream_xid
+        if stream_xid is None:
+            if xid is not None:
+                return i
+        elif stream_xid != xid or xid != self.parallel_xid or subxid is None:
+            return i
+        in_stream = stream_xid is not None
+        # what the change's subtransaction xid must read, as bytes
+        xid_bytes = b"" if subxid is None else _U32.pack(subxid)
+        xid_end = _XLOGDATA_HEAD + 1 + len(xid_bytes)
+        head = _XLOGDATA_HEAD
+        relation_id = run.relation_id
+        batch_room = BATCH_BYTES - self._batch_bytes
+        taken = 0  # bytes added to the run
+        last = None  # the last buffer taken, for the stream positions
+        n = len(bufs)
+        if type(run) is InsertRun:
+            lines = run.lines
+            room = RUN_ROWS - len(lines)
+            append = lines.append
+            while i < n and room > 0 and taken < batch_room:
+                buf = bufs[i]
+                if (
+                    buf[0] != _XLOGDATA_KIND
+                    or len(buf) <= head + 5
+                    or buf[head] != _INSERT
+                    or buf[head + 1 : xid_end] != xid_bytes
+                ):
+                    break
+                rel, line = insert_copy_line(buf, in_stream, head)
+                if rel != relation_id:
+                    break
+                append(line)
+                taken += len(line)
+                room -= 1
+                last = buf
+                i += 1
+        else:
+            assert isinstance(run, RowRun)
+            rows = run.rows
+            room = RUN_ROWS - len(rows)
+            append_row = rows.append
+            kind = _DELETE if run.deleting else _UPDATE
+            while i < n and room > 0 and taken < batch_room:
+                buf = bufs[i]
+                if (
+                    buf[0] != _XLOGDATA_KIND
+                    or len(buf) <= head + 5
+                    or buf[head] != kind
+                    or buf[head + 1 : xid_end] != xid_bytes
+                ):
+                    break
+                change = row_change(buf, in_stream, head)
+                if change is None or change[0] != relation_id:
+                    break
+                append_row(change[1])
+                taken += len(buf) - head
+                room -= 1
+                last = buf
+                i += 1
+        if last is not None:
+            # as _handle_wal does; positions only grow along the stream
+            progress = self.progress
+            data_start, wal_end = _XLOGDATA_LSNS.unpack_from(last, 1)
             if wal_end > progress.received_lsn or data_start > progress.received_lsn:
                 progress.received_lsn = max(progress.received_lsn, wal_end, data_start)
             if wal_end > progress.upstream_lsn:
                 progress.upstream_lsn = wal_end
-            run.nbytes += nbytes
-            self._batch_bytes += nbytes
+            run.nbytes += taken
+            self._batch_bytes += taken
             if self._batch_bytes >= BATCH_BYTES:
                 self._flush_batch()
+        return i
 
     def _handle_wal(self, data_start: int, wal_end: int, payload: bytes) -> None:
         progress = self.progress
