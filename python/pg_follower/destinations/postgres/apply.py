@@ -846,10 +846,8 @@ class PostgresApplier:
             if plain is not None:
                 self._flush_copy()
                 self._run_as_owner(target)
-                add, lsn = self._rows.add_plain, self._run_lsn()
                 start = i
-                while i < n and add(plain, lsn, rows[i]):
-                    i += 1
+                i = self._rows.add_plain_rows(plain, self._run_lsn(), rows, i)
                 if deleting:
                     self._pending.deleted += i - start
                 else:

@@ -292,6 +292,50 @@ class RowRuns:
         self._add(shape, lsn, raw, size)  # type: ignore[arg-type]  # checked just above
         return True
 
+    def add_plain_rows(
+        self, shape: RunShape, lsn: int | None, rows: Sequence[Sequence[object]], i: int
+    ) -> int:
+        """``add_plain`` each of ``rows[i:]`` in turn while it can; the index of
+        the first it cannot (or ``len(rows)``). The same rules as ``_add``, with
+        the run's state read once per run rather than once per row."""
+        n = len(rows)
+        pick, key_from = shape.pick, shape.key_from
+        one_key = len(shape.value_columns) == key_from + 1
+        while i < n:
+            run = self._run
+            if run is not None and (run.shape is not shape or run.lsn != lsn):
+                self._end_run()
+                run = None
+            if run is None:
+                run = self._run = _Run(shape, lsn, [], set())
+            append, keys, add_key = run.rows.append, run.keys, run.keys.add
+            room = SET_MAX_ROWS - len(run.rows)
+            size_room = SET_MAX_BYTES - run.size
+            size = 0
+            while i < n and room > 0 and size < size_room:
+                raw = pick(rows[i])
+                try:
+                    nbytes = len(b"".join(raw))  # type: ignore[arg-type]  # fails unless all are bytes
+                except TypeError:
+                    break  # add_plain's careful way, for this row
+                key = raw[key_from] if one_key else raw[key_from:]
+                if key in keys:
+                    break  # the run ends here: each row is changed once, in order
+                append(raw)  # type: ignore[arg-type]  # all bytes, as checked
+                add_key(key)
+                size += nbytes
+                room -= 1
+                i += 1
+            run.size += size
+            if room <= 0 or size >= size_room:
+                self._end_run()
+                continue
+            if i < n:
+                if not self.add_plain(shape, lsn, rows[i]):
+                    return i
+                i += 1
+        return i
+
     def _add(
         self, shape: RunShape, lsn: int | None, raw: tuple[bytes | None, ...], size: int
     ) -> None:
