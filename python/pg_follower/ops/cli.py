@@ -300,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument(
         "--logical-decoding-work-mem",
         metavar="SIZE",
-        help="the upstream's setting (default 64MB; past the transaction's size, it is"
-        " sent at commit instead of streamed)",
+        help="the worker's walsender's setting, in the upstream conninfo (default: the"
+        " worker's 8MB; past the transaction's size, it is sent at commit instead of"
+        " streamed)",
     )
     memory.add_argument("--json", metavar="FILE", help="also write the figures there")
     memory.add_argument(

@@ -120,15 +120,15 @@ def bench_memory(
     extra = {"pg_follower_py.worker_pythonpath": f"'{worker_path}'"} if worker_path else {}
     roomy = {"max_wal_size": "8GB", "checkpoint_timeout": "30min"}
     up_conf = {**roomy, **extra}
-    if work_mem:
-        up_conf["logical_decoding_work_mem"] = f"'{work_mem}'"
+    # Set in the conninfo, the worker's walsender keeps it (stream.STREAMING_WORK_MEM_KB).
+    upstream = up.dsn(options=f"-c logical_decoding_work_mem={work_mem}") if work_mem else up.dsn()
     try:
         up.init(up_conf).start()
         down.init({"wal_level": "replica", **roomy, **extra}).start()
         with _connect(up) as upc, _connect(down) as downc:
             upc.execute("CREATE EXTENSION pg_follower_py CASCADE")
             downc.execute("CREATE EXTENSION pg_follower_py CASCADE")
-            downc.execute("SELECT start_follow(%s, 'bench', false)", [up.dsn()])
+            downc.execute("SELECT start_follow(%s, 'bench', false)", [upstream])
             _wait(
                 "the subscription to stream",
                 lambda: _scalar(downc, "SELECT state FROM follow_status") == "streaming",
@@ -208,7 +208,7 @@ def run_memory(
     print(
         f"bench memory: {rows:,} rows in one transaction"
         + (f", worker from {worker_path}" if worker_path else "")
-        + (f", upstream logical_decoding_work_mem = {work_mem}" if work_mem else ""),
+        + (f", the walsender's logical_decoding_work_mem = {work_mem}" if work_mem else ""),
         flush=True,
     )
     result = bench_memory(rows, worker_path=worker_path, work_mem=work_mem, timeout=timeout)
