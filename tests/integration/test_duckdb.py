@@ -157,6 +157,54 @@ def test_backfill_then_changes_while_writers_write(plain_upstream: Node, tmp_pat
         )
 
 
+SLOT_AHEAD = "past the position asked for"
+
+
+def _state_lsn(database: Path) -> str:
+    with duckdb.connect(str(database), read_only=True) as con:
+        row = con.execute("SELECT end_lsn FROM _pg_follower.state").fetchone()
+    assert row is not None
+    return f"{row[0] >> 32:X}/{row[0] & 0xFFFFFFFF:X}"
+
+
+def test_an_idle_slot_moves_on_with_the_file(plain_upstream: Node, tmp_path: Path) -> None:
+    """While only unpublished tables are written, the slot moves on to the WAL
+    end and the file's position with it: a restart is not "behind the slot".
+    A file restored from an older copy is, and says so."""
+    up = plain_upstream
+    up.execute("CREATE TABLE kept (id int PRIMARY KEY, v text)")
+    up.execute("CREATE TABLE other (id int, v text)")
+    up.execute("CREATE PUBLICATION pub FOR TABLE kept")
+    up.execute("INSERT INTO kept VALUES (1, 'a')")
+    database = tmp_path / "idle.duckdb"
+    assert SLOT_AHEAD not in catch_up(up, database)
+    confirmed = "SELECT confirmed_flush_lsn::text FROM pg_replication_slots"
+    passed = "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots"
+    process = start(up, database)
+    try:
+        for _ in range(3):  # WAL of other tables only
+            up.execute("INSERT INTO other SELECT g, 'x' FROM generate_series(1, 20000) g")
+            end = up.scalar("SELECT pg_current_wal_flush_lsn()::text")
+            wait_until(
+                lambda end=end: process.poll() is None and up.scalar(passed, [end]),
+                30, "the slot to move on while the published table is idle",
+            )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert _state_lsn(database) == up.scalar(confirmed)
+    assert SLOT_AHEAD not in catch_up(up, database)
+    older = tmp_path / "older.duckdb"
+    older.write_bytes(database.read_bytes())
+    up.execute("INSERT INTO kept VALUES (2, 'b')")
+    catch_up(up, database)
+    assert duck_rows(database, "kept") == [(1, "a"), (2, "b")]
+    database.write_bytes(older.read_bytes())  # the row's transaction is confirmed, not in it
+    assert SLOT_AHEAD in catch_up(up, database)
+    assert duck_rows(database, "kept") == [(1, "a")]
+
+
 def test_sigkill_and_restart_five_times_exactly_once(plain_upstream: Node, tmp_path: Path) -> None:
     up = plain_upstream
     _setup_workload(up)

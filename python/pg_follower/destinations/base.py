@@ -10,6 +10,13 @@ last transaction it holds, and ``durable_lsn()`` how far what it holds survives
 a crash. The pipeline starts the stream after the first and confirms to the
 upstream only the second, so a transactional destination that stores its
 position with its data gets every transaction exactly once.
+
+While the stream is idle (nothing in flight, all of it durable) the pipeline
+lets the slot move on to the upstream's WAL end, so the upstream keeps no WAL
+for it. A destination may also have ``skip_to(lsn)``: nothing up to ``lsn``
+concerns it, and it holds ``lsn`` (durably, before returning) as the position
+``open()`` gives next time. Without it, a restart finds the slot ahead of
+the destination's position and says so in a warning.
 """
 
 from __future__ import annotations

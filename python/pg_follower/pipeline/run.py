@@ -225,8 +225,13 @@ class Pipeline:
             return
         durable = self.destination.durable_lsn() or 0
         # Nothing in flight and all handed over durable: the slot may move on
-        # to the upstream's WAL end (no WAL piles up while it is idle).
-        if idle_end is not None and durable >= self.handed_lsn:
+        # to the upstream's WAL end (no WAL piles up while it is idle). A
+        # destination that can hold that position too (``skip_to``) resumes
+        # there, so a restart does not find the slot ahead of it.
+        if idle_end is not None and durable >= self.handed_lsn and idle_end > durable:
+            skip_to = getattr(self.destination, "skip_to", None)
+            if skip_to is not None:
+                skip_to(idle_end)
             durable = max(durable, idle_end)
         durable = self.confirmed_lsn = max(self.confirmed_lsn, durable)
         connection.send(decode.standby_status_update(durable, durable, durable, now=time.time()))

@@ -154,10 +154,12 @@ class PostgresSource:
         slot_lsn = str_to_lsn(confirmed) if confirmed else 0
         if position is not None and position < slot_lsn:
             logger.warning(
-                "slot %s is at %s, past the position asked for: changes between were"
-                " confirmed by an earlier session and are not sent again",
+                "slot %s is at %s, past the position asked for (%s): transactions"
+                " between, if any, were confirmed by an earlier session and are not"
+                " sent again (a destination restored from an older copy misses them)",
                 self.slot,
                 confirmed,
+                lsn_to_str(position),
             )
         return SlotStart(max(position or 0, slot_lsn), None)
 

@@ -243,6 +243,16 @@ class DuckDBDestination:
     def durable_lsn(self) -> int | None:
         return self.committed_lsn
 
+    def skip_to(self, lsn: int) -> None:
+        """The stream was idle up to ``lsn``: commit it as the state's end LSN,
+        so a restart resumes where the slot is (at most one small DuckDB
+        commit per feedback while the upstream writes only other tables)."""
+        if self.upstream_open or self.in_transaction or (self.committed_lsn or 0) >= lsn:
+            return
+        self._begin()
+        self.last_lsn = lsn
+        self._commit()
+
     def flush(self) -> None:
         # The pipeline may flush (idle, or stopped) inside an upstream
         # transaction: only whole ones are committed, the rest waits for its commit.
