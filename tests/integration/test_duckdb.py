@@ -16,6 +16,7 @@ import duckdb
 import psycopg
 
 from conftest import Node, Pair, wait_until
+from pg_follower.source.decode import lsn_to_str
 
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 
@@ -164,7 +165,7 @@ def _state_lsn(database: Path) -> str:
     with duckdb.connect(str(database), read_only=True) as con:
         row = con.execute("SELECT end_lsn FROM _pg_follower.state").fetchone()
     assert row is not None
-    return f"{row[0] >> 32:X}/{row[0] & 0xFFFFFFFF:X}"
+    return lsn_to_str(int(row[0]))
 
 
 def test_an_idle_slot_moves_on_with_the_file(plain_upstream: Node, tmp_path: Path) -> None:

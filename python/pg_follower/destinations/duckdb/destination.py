@@ -249,6 +249,11 @@ class DuckDBDestination:
         commit per feedback while the upstream writes only other tables)."""
         if self.upstream_open or self.in_transaction or (self.committed_lsn or 0) >= lsn:
             return
+        self._commit_at(lsn)
+
+    def _commit_at(self, lsn: int) -> None:
+        """Commit the state row at ``lsn`` with what is buffered (no upstream
+        transaction open)."""
         self._begin()
         self.last_lsn = lsn
         self._commit()
@@ -326,9 +331,7 @@ class DuckDBDestination:
             os.unlink(path)
 
     def snapshot_done(self, lsn: int) -> None:
-        self._begin()
-        self.last_lsn = lsn
-        self._commit()
+        self._commit_at(lsn)
 
     def _insert_sql(self, table: TableInfo, source: str, columns: tuple[ColumnInfo, ...]) -> str:
         names = ", ".join(quote(c.name) for c in columns)
